@@ -47,6 +47,13 @@ class Config:
                 data[name] = sub.from_dict(value)
         return cls(**data)
 
+    @classmethod
+    def sections(cls) -> dict[str, type[Config]]:
+        """Fields that are configs themselves, by name (e.g. {"model": ModelConfig})."""
+        hints = typing.get_type_hints(cls)
+        found = {f.name: _config_type(hints[f.name]) for f in dataclasses.fields(cls)}
+        return {name: sub for name, sub in found.items() if sub is not None}
+
     def replace(self: C, **changes: Any) -> C:
         """Return a copy with `changes` applied (and checked again by `__post_init__`)."""
         return self.from_dict({**self.to_dict(), **changes})
@@ -62,7 +69,9 @@ class Config:
     def from_yaml(cls: type[C], path_or_text: str | Path) -> C:
         """Read a config from a YAML (or JSON) file path or string."""
         path = Path(path_or_text)
-        is_file = isinstance(path_or_text, Path) or (len(str(path_or_text)) < 4096 and path.is_file())
+        is_file = isinstance(path_or_text, Path) or (
+            len(str(path_or_text)) < 4096 and path.is_file()
+        )
         text = path.read_text() if is_file else str(path_or_text)
         return cls.from_dict(yaml.safe_load(text))
 
@@ -100,3 +109,22 @@ def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of dataclass `cls` (used as CLI help)."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body
+    docs = {}
+    for field, after in zip(body, body[1:]):
+        if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name):
+            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+                docs[field.target.id] = " ".join(str(after.value.value).split())
+    return docs

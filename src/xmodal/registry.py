@@ -36,7 +36,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}"
+            )
         return self._items[name]
 
     def names(self) -> list[str]:

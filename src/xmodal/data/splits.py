@@ -40,7 +40,7 @@ class Splits:
     def names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
 
-    def subset_train(self, fraction: float, seed: int = 0) -> "Splits":
+    def subset_train(self, fraction: float, seed: int = 0) -> Splits:
         """Keep a random `fraction` of the training set (for low-data experiments)."""
         n = len(self.x_train)
         keep = max(1, int(round(fraction * n)))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from xmodal.data.splits import Splits
 from xmodal.registry import Registry
 
-TASKS: Registry["TaskDef"] = Registry("task")
+TASKS: Registry[TaskDef] = Registry("task")
 
 
 @dataclasses.dataclass(frozen=True)
