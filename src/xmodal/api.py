@@ -187,13 +187,19 @@ class _run_folder:
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
         self.handler = logging.FileHandler(self.tmp / "log.txt")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-        logging.getLogger("xmodal").addHandler(self.handler)
+        self.handler.setLevel(logging.INFO)
+        package = logging.getLogger("xmodal")
+        self.level = package.level
+        package.setLevel(min(package.getEffectiveLevel(), logging.INFO))  # the file gets INFO
+        package.addHandler(self.handler)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.tmp is None:
             return
-        logging.getLogger("xmodal").removeHandler(self.handler)
+        package = logging.getLogger("xmodal")
+        package.removeHandler(self.handler)
+        package.setLevel(self.level)
         self.handler.close()
         if exc_type is None:
             self.tmp.rename(self.out)
@@ -258,7 +264,8 @@ def _run_inputs(run: Run, data: str | Splits, need_targets: bool) -> tuple[np.nd
         y, task, classes = np.zeros(len(x), np.float32), "regression", None
     elif not task.endswith("classification"):
         classes = None
-    checked = prepare(Splits(x, y, x, y), task=task, dims=run.task["dims"], num_outputs=classes)
+    dims = run.task["dims"] if np.ndim(x) == 3 else None  # only 3-D inputs need telling
+    checked = prepare(Splits(x, y, x, y), task=task, dims=dims, num_outputs=classes)
     expected = (run.task["in_channels"], *run.task["spatial"])
     if checked.splits.x_test.shape[1:] != expected:
         raise DataError(

@@ -88,7 +88,9 @@ def test_num_outputs_and_squeeze():
         (lambda: splits(RNG.normal(size=(4, 1, 5)), np.array([0, -1, 0, 1])), "negative"),
         (lambda: splits(np.zeros((0, 1, 5)), np.zeros(0, int)), "empty"),
         (
-            lambda: splits(RNG.normal(size=(4, 1, 5)), np.arange(4) % 2, xt=RNG.normal(size=(4, 1, 6))),
+            lambda: splits(
+                RNG.normal(size=(4, 1, 5)), np.arange(4) % 2, xt=RNG.normal(size=(4, 1, 6))
+            ),
             "items have shape",
         ),
         (lambda: splits(np.array([["a"] * 3] * 2), np.arange(2)), "numeric"),
