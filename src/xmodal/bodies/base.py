@@ -28,6 +28,7 @@ class BodyInfo:
     width: int  # hidden size D
     max_tokens: int  # longest token sequence the body accepts
     pretrained: bool  # False when the weights are a random initialisation
+    folder: str | None = None  # local folder with the model's files (tokenizer), if any
 
 
 class Body(nn.Module):
