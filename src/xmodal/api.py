@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
+from xmodal.align.stage import AlignConfig, align_embedder
 from xmodal.bodies import load_body
 from xmodal.bodies.base import Body, BodyInfo
 from xmodal.config import Config
@@ -58,6 +59,7 @@ class RunConfig(Config):
     train_fraction: float = 1.0
     """Share of the training set to use (low-data experiments)."""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    align: AlignConfig = dataclasses.field(default_factory=AlignConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -147,10 +149,8 @@ def fit(
     return RunResult(config, model, data, metrics, out)
 
 
-def _align(model, data, config, folder, progress) -> dict:
-    from xmodal.align.stage import align_embedder
-
-    return align_embedder(model, data, config, folder, progress=progress)
+def _align(model, data, config: RunConfig, folder, progress) -> dict:
+    return align_embedder(model, data, config.align, config.train.seed, folder, progress)
 
 
 def _metrics_record(result, data: TaskData, trainable: int, timings: dict, align: dict) -> dict:

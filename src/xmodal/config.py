@@ -47,13 +47,6 @@ class Config:
                 data[name] = sub.from_dict(value)
         return cls(**data)
 
-    @classmethod
-    def sections(cls) -> dict[str, type[Config]]:
-        """Fields that are configs themselves, by name (e.g. {"model": ModelConfig})."""
-        hints = typing.get_type_hints(cls)
-        found = {f.name: _config_type(hints[f.name]) for f in dataclasses.fields(cls)}
-        return {name: sub for name, sub in found.items() if sub is not None}
-
     def replace(self: C, **changes: Any) -> C:
         """Return a copy with `changes` applied (and checked again by `__post_init__`)."""
         return self.from_dict({**self.to_dict(), **changes})

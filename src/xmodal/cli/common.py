@@ -44,24 +44,34 @@ def _simple_type(hint: Any) -> type | None:
 
 
 def add_config_flags(
-    parser: argparse.ArgumentParser, cls: type[Config], section: str, skip: tuple[str, ...] = ()
+    parser: argparse.ArgumentParser,
+    cls: type[Config],
+    section: str,
+    skip: tuple[str, ...] = (),
+    prefix: str = "",
+    rename: dict[str, str] | None = None,
 ) -> None:
-    """Add a `--field-name` flag for every simple field of `cls` (default: keep config's)."""
+    """Add a `--{prefix}field-name` flag for every simple field of `cls`.
+
+    Flags default to None, meaning "keep the config's value"; `section` is the dotted path
+    of `cls` inside RunConfig ("" for RunConfig itself) and becomes the flags' dest prefix.
+    """
     group = parser.add_argument_group(f"{section} settings" if section else "run settings")
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         kind = _simple_type(hints[field.name])
         if kind is None or field.name in skip:
             continue
-        flag = "--" + field.name.replace("_", "-")
+        name = (rename or {}).get(field.name, prefix + field.name.replace("_", "-"))
         dest = f"{section}.{field.name}" if section else field.name
         default = field.default if field.default is not dataclasses.MISSING else None
         help_text = f"{docs.get(field.name, '')} (default: {default})"
         if kind is bool:
-            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
+            group.add_argument(f"--{name}", dest=dest, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)  # fmt: skip
         else:
-            group.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+            group.add_argument(f"--{name}", dest=dest, type=kind, default=None, help=help_text,
+                               metavar=kind.__name__.upper())  # fmt: skip
 
 
 def overrides(args: argparse.Namespace, cls: type[Config], section: str) -> dict[str, Any]:

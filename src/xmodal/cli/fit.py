@@ -10,42 +10,45 @@ from pathlib import Path
 from xmodal.cli.common import add_config_flags, add_output_flags, overrides
 
 
-def build_parser(sub: argparse._SubParsersAction) -> None:
+def flag_groups() -> list[tuple[str, type, str, dict[str, str]]]:
+    """(section path, config class, flag prefix, renamed flags) for every part of RunConfig."""
+    from xmodal.align.objectives import ObjectiveConfig
+    from xmodal.align.stage import AlignConfig
     from xmodal.api import RunConfig
     from xmodal.model.network import ModelConfig
     from xmodal.train.loop import TrainConfig
 
+    return [
+        ("", RunConfig, "", {}),
+        ("model", ModelConfig, "", {}),
+        ("train", TrainConfig, "", {}),
+        ("align", AlignConfig, "align-", {}),
+        ("align.objective", ObjectiveConfig, "align-", {"name": "align-objective"}),
+    ]
+
+
+def build_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("fit", help="fine-tune a pretrained body on a task")
     parser.add_argument("data", help="built-in task name (xmodal tasks) or .npz file")
     parser.add_argument("--out", type=Path, help="run folder to write (must not exist)")
     parser.add_argument("--config", type=Path, help="YAML run config; flags override it")
     add_output_flags(parser)
-    add_config_flags(parser, RunConfig, "", skip=("data",))
-    add_config_flags(parser, ModelConfig, "model")
-    add_config_flags(parser, TrainConfig, "train")
-    _add_extra_sections(parser)
+    for section, cls, prefix, rename in flag_groups():
+        add_config_flags(parser, cls, section, ("data",), prefix, rename)
     parser.set_defaults(run=run)
-
-
-def _add_extra_sections(parser: argparse.ArgumentParser) -> None:
-    """Flags of optional stages (alignment) that extend RunConfig."""
-    from xmodal.api import RunConfig
-
-    for section, cls in RunConfig.sections().items():
-        if section not in ("model", "train"):
-            add_config_flags(parser, cls, section)
 
 
 def resolve_config(args: argparse.Namespace):
     """RunConfig from --config, then the flags given on the command line."""
     from xmodal.api import RunConfig
 
-    base = RunConfig.from_yaml(args.config) if args.config else RunConfig()
-    merged = base.to_dict()
-    merged.update(overrides(args, RunConfig, ""))
+    merged = (RunConfig.from_yaml(args.config) if args.config else RunConfig()).to_dict()
+    for section, cls, _, _ in flag_groups():
+        node = merged
+        for key in filter(None, section.split(".")):
+            node = node[key]
+        node.update(overrides(args, cls, section))
     merged["data"] = args.data
-    for section, cls in RunConfig.sections().items():
-        merged[section] = {**merged[section], **overrides(args, cls, section)}
     return RunConfig.from_dict(merged)
 
 

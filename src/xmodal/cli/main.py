@@ -8,7 +8,7 @@ import sys
 
 from xmodal.cli.common import fail, setup_logging
 
-SUBCOMMAND_MODULES = ("fit", "use", "catalog")
+SUBCOMMAND_MODULES = ("fit", "use", "catalog", "distance", "bench")
 
 # Errors that mean "the user asked for something that cannot be done": one line, exit 2.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError)

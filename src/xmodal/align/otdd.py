@@ -1,0 +1,468 @@
+"""Optimal transport dataset distance (OTDD) between two labeled point sets.
+
+OTDD (Alvarez-Melis and Fusi 2020) is optimal transport between labeled points whose ground
+cost adds, to the squared distance between features, a distance between the two labels: the
+squared 2-Wasserstein distance between the points of one class and those of the other. This
+module groups points by class, computes those label distances (by inner OT problems, or in
+closed form between Gaussian fits) and solves the outer problem. Everything that depends on
+the source set alone is computed once, in a `SourceCache`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Hashable, Sequence
+
+import torch
+from torch import Tensor
+
+from xmodal.align.sinkhorn import SinkhornResult, solve_batch
+from xmodal.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SinkhornOptions:
+    """Settings shared by every Sinkhorn problem of a distance (see `sinkhorn.sinkhorn`)."""
+
+    reg: float = 0.1  # entropic regularisation, in squared feature units
+    max_iter: int = 100  # most iterations at the final `reg`
+    tol: float = 1e-3  # target L1 error of the marginals
+    scaling: float = 0.5  # ratio between successive regularisations of the annealing
+
+    def solve(
+        self, cost: Tensor, a: Tensor, b: Tensor, init: Tensor | None = None, symmetric=False
+    ) -> SinkhornResult:
+        """Batched solve: cost (B, n, m), weights (B, n) and (B, m), init (B, m) or None."""
+        options = (self.reg, self.max_iter, self.tol, self.scaling)
+        return solve_batch(cost, a, b, *options, init=init, symmetric=symmetric)
+
+
+# --------------------------------------------------------------------------- points by class
+
+
+@dataclasses.dataclass
+class ClassGroups:
+    """Points of a labeled set gathered into groups of a single class, padded to one size.
+
+    Attributes:
+        x: (G, n, d) features, zero on padding.
+        weights: (G, n) uniform weights 1 / (points in the group), zero on padding.
+        classes: (G,) class of each group, as an index into the set's sorted distinct labels.
+    """
+
+    x: Tensor
+    weights: Tensor
+    classes: Tensor
+
+    @classmethod
+    def gather(cls, x: Tensor, index: Tensor, classes: Tensor) -> ClassGroups:
+        """Groups of rows of `x` (N, d) listed in `index` (G, n), where -1 marks padding."""
+        mask = index >= 0
+        rows = x[index.clamp(min=0)] * mask.unsqueeze(-1)  # (G, n, d)
+        weights = mask / mask.sum(-1, keepdim=True)
+        return cls(rows, weights.to(x.dtype), classes)
+
+    @property
+    def counts(self) -> Tensor:
+        """(G,) number of points in each group."""
+        return (self.weights > 0).sum(-1)
+
+    def flat_weights(self) -> Tensor:
+        """(G * n,) weights of all groups taken as one uniform measure."""
+        mask = (self.weights > 0).flatten()
+        return mask.to(self.x.dtype) / mask.sum()
+
+
+def class_index(labels: Tensor, n_classes: int, order: Tensor, limit: int | None) -> Tensor:
+    """(K, n) table of point indices per class, in `order`, at most `limit` each; -1 pads.
+
+    Args:
+        labels: (N,) class of each point, in 0..n_classes-1.
+        n_classes: K.
+        order: (N,) a permutation of the points: each class keeps its first points in it.
+        limit: most points per class, or None for all.
+    """
+    ranked = order[torch.argsort(labels[order], stable=True)]  # (N,) class by class, in order
+    counts = torch.bincount(labels, minlength=n_classes)  # (K,)
+    starts = torch.cumsum(counts, 0) - counts
+    position = torch.arange(len(labels)) - starts.repeat_interleave(counts)  # rank in class
+    keep = position < (limit if limit is not None else len(labels))
+    width = int(position[keep].max()) + 1
+    table = torch.full((n_classes, width), -1, dtype=torch.long)
+    table[labels[ranked][keep], position[keep]] = ranked[keep]
+    return table
+
+
+def squared_distances(x: Tensor, y: Tensor) -> Tensor:
+    """Squared Euclidean distances between rows: (n, d), (m, d) -> (n, m), or batched (B, ...)."""
+    sq = x.pow(2).sum(-1).unsqueeze(-1) + y.pow(2).sum(-1).unsqueeze(-2)  # (..., n, m)
+    if x.dim() == 2:
+        return torch.addmm(sq, x, y.T, alpha=-2).clamp(min=0)
+    return torch.baddbmm(sq, x, y.transpose(-1, -2), alpha=-2).clamp(min=0)
+
+
+def group_distances(a: ClassGroups, b: ClassGroups, scale: float = 1.0) -> Tensor:
+    """(G_a, n_a, G_b, n_b) scaled squared distances between all points of two group sets."""
+    flat = squared_distances(a.x.flatten(0, 1), b.x.flatten(0, 1))  # (G_a n_a, G_b n_b)
+    dist = flat.view(*a.x.shape[:2], *b.x.shape[:2])
+    return dist if scale == 1.0 else dist * scale
+
+
+# --------------------------------------------------------------------------- label distances
+
+
+@dataclasses.dataclass
+class GroupPair:
+    """Two group sets and the terms between them that label distances are built from.
+
+    Attributes:
+        a, b: the two group sets (target and source, or a set and itself).
+        dist: (G_a, n_a, G_b, n_b) scaled squared distances between their points.
+        scale: the factor applied to squared distances (1, or 1/2 in the ORCA convention).
+        self_a: (G_a,) entropic OT of each group of `a` with itself, or None without debias.
+        self_b: (G_b,) likewise for `b`.
+    """
+
+    a: ClassGroups
+    b: ClassGroups
+    dist: Tensor
+    scale: float
+    self_a: Tensor | None = None
+    self_b: Tensor | None = None
+
+
+LABEL_DISTANCES: Registry[type] = Registry("label distance")
+
+
+@LABEL_DISTANCES.register("exact")
+class ExactLabelDistance:
+    r"""Label distance by entropic OT between the points of two classes.
+
+    .. math::
+        W(y, y') = \mathrm{OT}_\varepsilon(\alpha_y, \beta_{y'})
+            - \tfrac12 \mathrm{OT}_\varepsilon(\alpha_y, \alpha_y)
+            - \tfrac12 \mathrm{OT}_\varepsilon(\beta_{y'}, \beta_{y'})
+
+    where :math:`\alpha_y` is the uniform measure on the points of class y (the last two terms
+    only with `debias`). All class pairs are solved as one batch of Sinkhorn problems whose
+    costs are blocks of the distance matrix shared with the outer problem.
+    """
+
+    def __init__(self, solve: Callable[..., SinkhornResult], debias: bool) -> None:
+        self.solve, self.debias = solve, debias
+
+    def between(self, pair: GroupPair, init: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(G_a, G_b) label distances, and (G_a, G_b, n_b) potentials for a warm start."""
+        if pair.a is pair.b:
+            return self._within(pair), None
+        ga, na, gb, nb = pair.dist.shape
+        cost = pair.dist.permute(0, 2, 1, 3).reshape(ga * gb, na, nb)  # (G_a G_b, n_a, n_b)
+        wa = pair.a.weights.unsqueeze(1).expand(ga, gb, na).reshape(ga * gb, na)
+        wb = pair.b.weights.unsqueeze(0).expand(ga, gb, nb).reshape(ga * gb, nb)
+        start = None if init is None else init.reshape(ga * gb, nb)
+        result = self.solve(cost, wa, wb, start)
+
+        values = result.value.view(ga, gb)
+        if self.debias:
+            values = values - 0.5 * (pair.self_a[:, None] + pair.self_b[None, :])
+        return values, result.g.view(ga, gb, nb)
+
+    def _within(self, pair: GroupPair) -> Tensor:
+        """(G, G) label distances among the groups of one set: each pair solved once.
+
+        The matrix is symmetric and its diagonal is known (zero with debias, else each
+        group's OT with itself), so only the pairs i < j are solved.
+        """
+        rows, cols = torch.triu_indices(len(pair.a.x), len(pair.a.x), 1)
+        cost = pair.dist[rows, :, cols]  # (pairs, n, n)
+        weights = pair.a.weights
+        upper = self.solve(cost, weights[rows], weights[cols]).value if len(rows) else cost[:, 0, 0]
+        diagonal = pair.self_a
+        if diagonal is None:  # not debiased: the diagonal is each group's own OT
+            own = torch.diagonal(pair.dist, dim1=0, dim2=2).permute(2, 0, 1)  # (G, n, n)
+            diagonal = self.solve(own, weights, weights, symmetric=True).value
+        if self.debias:
+            upper = upper - 0.5 * (diagonal[rows] + diagonal[cols])
+            diagonal = torch.zeros_like(diagonal)
+        return _symmetric_matrix(upper, rows, cols, diagonal)
+
+
+def _symmetric_matrix(upper: Tensor, rows: Tensor, cols: Tensor, diagonal: Tensor) -> Tensor:
+    """(G, G) symmetric matrix from its entries above the diagonal and its diagonal."""
+    matrix = torch.diag_embed(diagonal)
+    matrix = matrix.index_put((rows, cols), upper)
+    return matrix.index_put((cols, rows), upper)
+
+
+@LABEL_DISTANCES.register("gaussian")
+class GaussianLabelDistance:
+    r"""Label distance between Gaussian fits of two classes (Bures-Wasserstein, closed form).
+
+    .. math::
+        W(y, y') = \|\mu - \nu\|^2 + \operatorname{tr}\Sigma + \operatorname{tr}\Sigma'
+            - 2 \operatorname{tr}\big(\Sigma^{1/2} \Sigma' \Sigma^{1/2}\big)^{1/2}
+
+    with the empirical means and covariances of the two classes. The last trace equals the
+    nuclear norm of :math:`\bar X \bar X'^\top / \sqrt{n n'}` (centred points of the two
+    classes), which is computed from the shared distance matrix on the smaller side of each
+    pair, so no (d, d) matrix is formed. It is zero between a class and itself, so `debias`
+    changes nothing, and no Sinkhorn problem is solved.
+    """
+
+    def __init__(self, solve: Callable[..., SinkhornResult], debias: bool) -> None:
+        self.debias = debias
+
+    def between(self, pair: GroupPair, init: Tensor | None = None) -> tuple[Tensor, None]:
+        """(G_a, G_b) label distances (and no potentials)."""
+        mean_a, mean_b = _means(pair.a), _means(pair.b)  # (G_a, d), (G_b, d)
+        cross = _centred_products(pair, mean_a, mean_b)  # (G_a, G_b, n_a, n_b)
+        sizes = pair.a.counts[:, None] * pair.b.counts[None, :]  # (G_a, G_b)
+        spread_a, spread_b = _spread(pair.a, mean_a), _spread(pair.b, mean_b)  # (G,) traces
+        bures = squared_distances(mean_a, mean_b) + spread_a[:, None] + spread_b[None, :]
+        if pair.a is pair.b:  # symmetric, zero diagonal: the pairs i < j are enough
+            rows, cols = torch.triu_indices(len(sizes), len(sizes), 1)
+            root = _nuclear_norms(cross[rows, cols]) / sizes[rows, cols].to(cross.dtype).sqrt()
+            upper = (bures[rows, cols] - 2 * root).clamp(min=0)
+            return pair.scale * _symmetric_matrix(upper, rows, cols, bures.diagonal() * 0), None
+        root = _nuclear_norms(cross) / sizes.to(cross.dtype).sqrt()  # (G_a, G_b)
+        return pair.scale * (bures - 2 * root).clamp(min=0), None
+
+
+def _means(groups: ClassGroups) -> Tensor:
+    return torch.einsum("gn,gnd->gd", groups.weights, groups.x)  # (G, d)
+
+
+def _spread(groups: ClassGroups, means: Tensor) -> Tensor:
+    """(G,) trace of each group's covariance: mean squared distance to the group mean."""
+    centred = (groups.x - means.unsqueeze(1)).pow(2).sum(-1)  # (G, n)
+    return (groups.weights * centred).sum(-1)
+
+
+def _centred_products(pair: GroupPair, mean_a: Tensor, mean_b: Tensor) -> Tensor:
+    """(G_a, G_b, n_a, n_b) inner products of centred points, from the distance matrix.
+
+    <x - mu, y - nu> = (|x|^2 + |y|^2 - |x - y|^2) / 2 - <x, nu> - <mu, y> + <mu, nu>.
+    """
+    xa, xb = pair.a.x, pair.b.x
+    rows = 0.5 * xa.pow(2).sum(-1).unsqueeze(-1) - torch.einsum("gnd,hd->gnh", xa, mean_b)
+    cols = 0.5 * xb.pow(2).sum(-1).unsqueeze(0) - torch.einsum("gd,hmd->ghm", mean_a, xb)
+    cols = cols + (mean_a @ mean_b.T).unsqueeze(-1)  # (G_a, G_b, n_b)
+    half_dist = pair.dist.permute(0, 2, 1, 3) * (0.5 / pair.scale)  # (G_a, G_b, n_a, n_b)
+    products = rows.permute(0, 2, 1).unsqueeze(-1) + cols.unsqueeze(2) - half_dist
+    mask = (pair.a.weights > 0)[:, None, :, None] & (pair.b.weights > 0)[None, :, None, :]
+    return products * mask
+
+
+def _nuclear_norms(matrices: Tensor) -> Tensor:
+    """(...,) sums of singular values of (..., n, m) matrices, via the smaller Gram matrix.
+
+    Eigenvalues of the Gram matrix below its rounding noise (size * machine epsilon times the
+    largest) are left out: their square roots would be noise of size sqrt(epsilon), and the
+    square root's derivative blows up there (centred classes always have such directions).
+    """
+    if matrices.shape[-2] > matrices.shape[-1]:
+        matrices = matrices.transpose(-1, -2)
+    gram = matrices @ matrices.transpose(-1, -2)  # (..., min(n, m), min(n, m))
+    eig = torch.linalg.eigvalsh(gram)  # (..., min(n, m)), ascending
+    noise = eig[..., -1:].detach() * (gram.shape[-1] * torch.finfo(eig.dtype).eps)
+    floor = noise.clamp(min=torch.finfo(eig.dtype).tiny)
+    return torch.where(eig > floor, eig.clamp(min=floor).sqrt(), 0.0).sum(-1)
+
+
+# --------------------------------------------------------------------------- the distance
+
+
+@dataclasses.dataclass
+class SourceCache:
+    """Work on the source set that does not depend on the target, done once.
+
+    Attributes:
+        groups: the source points by class, (K_s, m, d) padded.
+        labels: (K_s,) the distinct source labels, in the order of the groups.
+        self_values: (K_s,) entropic OT of each source class with itself (with debias),
+            else None.
+        label_costs: (K_s, K_s) label distances between source classes (with debias), else
+            None.
+        self_value: () OT of the source with itself under the OTDD cost, the source term of
+            the debiased distance, else None.
+        self_potential: (K_s * m,) its potential, else None.
+        warm: column potentials of the last call's problems by (kind, target label), used as
+            warm starts by the next call.
+    """
+
+    groups: ClassGroups
+    labels: Tensor
+    self_values: Tensor | None
+    label_costs: Tensor | None
+    self_value: Tensor | None
+    self_potential: Tensor | None
+    warm: dict = dataclasses.field(default_factory=dict)
+
+
+class OTDD:
+    r"""Optimal transport dataset distance from target sets to one fixed, labeled source set.
+
+    The ground cost between a labeled target point (x, y) and a source point (x', y') is
+
+    .. math::
+        c((x, y), (x', y')) = s \|x - x'\|^2 + \lambda\, W(y, y')
+
+    with W the label distance (see `LABEL_DISTANCES`), s = `feature_scale` and
+    :math:`\lambda` = `label_weight`; the distance is the entropic OT value under that cost,
+    debiased (Sinkhorn divergence) with `debias`:
+
+    .. math::
+        \mathrm{OTDD}(D_t, D_s) = \mathrm{OT}_\varepsilon(D_t, D_s)
+            - \tfrac12 \mathrm{OT}_\varepsilon(D_t, D_t)
+            - \tfrac12 \mathrm{OT}_\varepsilon(D_s, D_s)
+
+    Shapes: source_x (n_s, d) float, source_y (n_s,) integer labels of any values. The value
+    is differentiable with respect to the target features, through the label distances too
+    unless `detach_label_cost`; Sinkhorn values use the envelope gradient (see `sinkhorn`).
+
+    Reference:
+        D. Alvarez-Melis and N. Fusi. Geometric dataset distances via optimal transport.
+        NeurIPS 2020.
+
+    Example:
+        >>> distance = OTDD(source_x, source_y, SinkhornOptions(reg=0.1))
+        >>> groups = ClassGroups.gather(target_x, index, classes)  # see `class_index`
+        >>> distance.per_group(groups, keys=classes.tolist())  # (G,) one value per group
+    """
+
+    def __init__(
+        self,
+        source_x: Tensor,
+        source_y: Tensor,
+        options: SinkhornOptions,
+        *,
+        inner: str = "exact",
+        debias: bool = True,
+        feature_scale: float = 1.0,
+        label_weight: float = 1.0,
+        detach_label_cost: bool = False,
+        warm_start: bool = True,
+    ) -> None:
+        self.options, self.debias = options, debias
+        self.feature_scale, self.label_weight = feature_scale, label_weight
+        self.detach_label_cost, self.warm_start = detach_label_cost, warm_start
+        self.label_distance = LABEL_DISTANCES.get(inner)(self.solve, debias)
+        self.warned = False
+        self.cache = self.build_cache(source_x.detach(), source_y)
+
+    def per_group(self, groups: ClassGroups, keys: Sequence[Hashable]) -> Tensor:
+        """(G,) distance from each target group, all points given its class, to the source.
+
+        `keys` (one per group, e.g. the original label) index the warm-start potentials.
+        """
+        dist = group_distances(groups, self.cache.groups, self.feature_scale)  # (G, b, K_s, m)
+        self_target = self._self_ot(groups) if self.debias else None  # (G,)
+        label_costs = self._label_costs(groups, dist, self_target, keys)  # (G, K_s)
+        cost = self._ground_cost(dist, label_costs)  # (G, b, K_s m)
+        source_weights = self.cache.groups.flat_weights().expand(len(cost), -1)  # (G, K_s m)
+        cross = self._solve_warm("outer", keys, cost, groups.weights, source_weights)
+        if not self.debias:
+            return cross
+        # A one-label group's own label distance is zero (debiased or Gaussian), so its self
+        # term under the OTDD cost is its plain entropic OT with itself.
+        return cross - 0.5 * (self_target + self.cache.self_value)
+
+    def whole(self, groups: ClassGroups, keys: Sequence[Hashable]) -> Tensor:
+        """() distance from the target set made of all `groups` (with their labels)."""
+        dist = group_distances(groups, self.cache.groups, self.feature_scale)  # (G, b, K_s, m)
+        within = group_distances(groups, groups, self.feature_scale)  # (G, b, G, b)
+        self_groups = self._self_ot(groups, within) if self.debias else None  # (G,)
+        label_costs = self._label_costs(groups, dist, self_groups, keys)  # (G, K_s)
+        cost = self._ground_cost(dist, label_costs).flatten(0, 1).unsqueeze(0)  # (1, Gb, K_s m)
+        weights = groups.flat_weights().unsqueeze(0)  # (1, G b)
+        source_weights = self.cache.groups.flat_weights().unsqueeze(0)  # (1, K_s m)
+        cross = self._solve_warm("whole", [tuple(keys)], cost, weights, source_weights)[0]
+        if not self.debias:
+            return cross
+        pair = GroupPair(groups, groups, within, self.feature_scale, self_groups, self_groups)
+        self_target = self.dataset_self_ot(pair)[0].value[0]
+        return cross - 0.5 * (self_target + self.cache.self_value)
+
+    def build_cache(self, x: Tensor, y: Tensor) -> SourceCache:
+        """Group the source by class and solve its label distances and self term, once."""
+        labels, classes = torch.unique(y, return_inverse=True)
+        index = class_index(classes, len(labels), torch.arange(len(y)), None)  # (K_s, m)
+        groups = ClassGroups.gather(x, index, torch.arange(len(labels)))
+        if not self.debias:  # nothing else about the source enters the distance
+            return SourceCache(groups, labels, None, None, None, None)
+        with torch.no_grad():
+            within = group_distances(groups, groups, self.feature_scale)  # (K_s, m, K_s, m)
+            self_classes = self._self_ot(groups, within)  # (K_s,)
+            pair = GroupPair(groups, groups, within, self.feature_scale, self_classes, self_classes)
+            result, label_costs = self.dataset_self_ot(pair)
+        logger.debug("source work done: %d points in %d classes", len(y), len(labels))
+        return SourceCache(groups, labels, self_classes, label_costs, result.value[0], result.g[0])
+
+    def dataset_self_ot(self, pair: GroupPair) -> tuple[SinkhornResult, Tensor]:
+        """OT under the OTDD cost of the labeled set `pair.a` (== `pair.b`) with itself.
+
+        Returns the Sinkhorn result of the (1, G n, G n) problem and the (G, G) label costs.
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_label_cost):
+            label_costs = self.label_distance.between(pair)[0]  # (G, G)
+        cost = self._ground_cost(pair.dist, label_costs).flatten(0, 1).unsqueeze(0)  # (1, Gn, Gn)
+        weights = pair.a.flat_weights().unsqueeze(0)  # (1, G n)
+        return self.solve(cost, weights, weights, symmetric=True), label_costs
+
+    def _self_ot(self, groups: ClassGroups, within: Tensor | None = None) -> Tensor:
+        """(G,) entropic OT of each group with itself, from (G, n, G, n) or own distances."""
+        if within is None:
+            cost = squared_distances(groups.x, groups.x) * self.feature_scale  # (G, n, n)
+        else:
+            cost = torch.diagonal(within, dim1=0, dim2=2).permute(2, 0, 1)  # (G, n, n)
+        return self.solve(cost, groups.weights, groups.weights, symmetric=True).value
+
+    def _label_costs(self, groups, dist, self_target, keys) -> Tensor:
+        """(G, K_s) label distances from the target groups to the source classes."""
+        pair = GroupPair(
+            groups, self.cache.groups, dist, self.feature_scale, self_target, self.cache.self_values
+        )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_label_cost):
+            costs, potentials = self.label_distance.between(pair, self._warm("inner", keys))
+        self._remember("inner", keys, potentials)
+        return costs
+
+    def _ground_cost(self, dist: Tensor, label_costs: Tensor) -> Tensor:
+        """(G_a, n_a, G_b n_b) OTDD ground cost: feature distance plus weighted label distance."""
+        cost = dist + self.label_weight * label_costs[:, None, :, None]  # (G_a, n_a, G_b, n_b)
+        return cost.flatten(2)
+
+    def solve(
+        self, cost: Tensor, a: Tensor, b: Tensor, init: Tensor | None = None, symmetric=False
+    ) -> SinkhornResult:
+        """`SinkhornOptions.solve`, warning once per distance when a problem does not converge."""
+        result = self.options.solve(cost, a, b, init, symmetric)
+        if not result.converged and not self.warned:
+            logger.warning(
+                "OTDD: Sinkhorn stopped at marginal error %.1e > tol=%.0e after max_iter=%d "
+                "iterations (reg=%g); raise max_iter or reg, or loosen tol (said once)",
+                result.error, self.options.tol, self.options.max_iter, self.options.reg,
+            )  # fmt: skip
+            self.warned = True
+        return result
+
+    def _solve_warm(self, kind, keys, cost, a, b) -> Tensor:
+        """Values of a batch of problems started from the potentials stored under `keys`."""
+        result = self.solve(cost, a, b, self._warm(kind, keys))
+        self._remember(kind, keys, result.g)
+        return result.value
+
+    def _warm(self, kind: str, keys: Sequence[Hashable]) -> Tensor | None:
+        """Stacked potentials of earlier problems under `keys`, or None unless all are known."""
+        found = [self.cache.warm.get((kind, key)) for key in keys]
+        if not self.warm_start or any(potential is None for potential in found):
+            return None
+        return torch.stack(found)
+
+    def _remember(self, kind: str, keys: Sequence[Hashable], potentials: Tensor | None) -> None:
+        if self.warm_start and potentials is not None:
+            for key, potential in zip(keys, potentials):
+                self.cache.warm[(kind, key)] = potential.detach()

@@ -1,0 +1,176 @@
+"""Tests of OTDD: zero on equal sets, gradients, invariances, edge cases and the cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from align_data import clusters
+
+from xmodal.align import ObjectiveConfig, build_objective, otdd
+from xmodal.align.otdd import OTDD, ClassGroups, SinkhornOptions, class_index
+
+OTDD_NAMES = ["otdd", "otdd-classwise", "otdd-orca"]
+TIGHT = {"tol": 1e-10, "max_iter": 5000, "warm_start": False}
+
+
+def _config(name="otdd-classwise", **changes):
+    return ObjectiveConfig(name=name, **{**TIGHT, **changes})
+
+
+def _sets(scale=0.5):
+    """A source (3 classes) and a different target (2 classes), small and well conditioned."""
+    xs, ys = clusters([6, 5, 4], seed=0)
+    xt, yt = clusters([5, 4], seed=1)
+    return xs * scale, ys, xt * scale + 0.3, yt
+
+
+@pytest.mark.parametrize("inner", ["exact", "gaussian"])
+def test_debiased_otdd_of_a_dataset_with_itself_is_zero(inner):
+    x, y = clusters([7, 5, 6], seed=2)
+    same = otdd(x, y, x.clone(), y.clone(), inner=inner, max_iter=3000, tol=1e-10)
+    shifted = otdd(x, y, x + 1.0, y.clone(), inner=inner, max_iter=3000, tol=1e-10)
+    assert abs(float(same)) < 1e-5
+    assert float(shifted) > 0.5
+
+
+@pytest.mark.parametrize(
+    "name, inner", [("otdd", "exact"), ("otdd-classwise", "exact"), ("otdd", "gaussian")]
+)
+def test_gradient_agrees_with_finite_differences(name, inner):
+    xs, ys, xt, yt = _sets()
+    objective = build_objective(_config(name, inner=inner, reg=0.5, tol=1e-12), xs, ys)
+    x = xt.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(objective(x, yt), x)
+
+    step = 1e-5
+    for i, j in ((0, 0), (4, 1), (7, 0)):
+        shift = torch.zeros_like(xt)
+        shift[i, j] = step
+        numeric = (objective(xt + shift, yt) - objective(xt - shift, yt)) / (2 * step)
+        assert float(grad[i, j]) == pytest.approx(float(numeric), rel=1e-4, abs=1e-7)
+
+
+def test_detached_label_costs_keep_the_value_and_drop_their_gradient():
+    xs, ys, xt, yt = _sets()
+    grads, values = [], []
+    for detach in (False, True):
+        objective = build_objective(_config("otdd", detach_label_cost=detach), xs, ys)
+        x = xt.clone().requires_grad_()
+        value = objective(x, yt)
+        values.append(float(value))
+        grads.append(torch.autograd.grad(value, x)[0])
+    assert values[0] == pytest.approx(values[1], rel=1e-12)
+    assert (grads[0] - grads[1]).abs().max() > 1e-3
+
+
+def test_gradient_steps_reduce_the_distance_to_a_fixed_source():
+    xs, ys = clusters([10, 10, 10], seed=3, dtype=torch.float32)
+    xt, yt = clusters([10, 10], seed=4, spread=4.0, dtype=torch.float32)
+    objective = build_objective(ObjectiveConfig(), xs, ys)
+    x = (xt + 3.0).requires_grad_()
+    optimizer = torch.optim.Adam([x], lr=0.05)
+    start = float(objective(x, yt))
+    for _ in range(300):
+        optimizer.zero_grad()
+        objective(x, yt).backward()
+        optimizer.step()
+    assert float(objective(x, yt)) < 0.2 * start
+
+
+@pytest.mark.parametrize("name", OTDD_NAMES)
+def test_renaming_the_labels_changes_nothing(name):
+    xs, ys, xt, yt = _sets()
+    xt, yt = torch.cat([xt, xt[:3] + 0.1]), torch.cat([yt, torch.zeros(3, dtype=yt.dtype)])
+    settings = {"points_per_class": 4, "rounds": 3}  # subsamples: class 0 has 8 points
+    value = build_objective(_config(name, **settings), xs, ys)(xt, yt)
+    source_names, target_names = torch.tensor([40, -2, 7]), torch.tensor([5, -9])
+    renamed = build_objective(_config(name, **settings), xs, source_names[ys])
+    assert float(renamed(xt, target_names[yt])) == pytest.approx(float(value), rel=1e-9)
+
+
+@pytest.mark.parametrize("name", OTDD_NAMES)
+@pytest.mark.parametrize("inner", ["exact", "gaussian"])
+@pytest.mark.parametrize(
+    "sizes", [[6], [5, 1, 3], [9, 2]], ids=["one-class", "single-point-class", "unequal"]
+)
+def test_edge_cases_give_finite_values_and_gradients(name, inner, sizes):
+    xs, ys = clusters([6, 1, 3], seed=5)  # a single-point source class too
+    xt, yt = clusters(sizes, seed=6)
+    x = xt.clone().requires_grad_()
+    value = build_objective(_config(name, inner=inner, tol=1e-6), xs, ys)(x, yt)
+    (grad,) = torch.autograd.grad(value, x, allow_unused=True)
+    assert torch.isfinite(value) and float(value) > 0
+    assert torch.isfinite(grad).all()
+
+
+def test_orca_variant_skips_single_point_classes():
+    xs, ys, xt, yt = _sets()
+    objective = build_objective(_config("otdd-orca"), xs, ys)
+    with_single = objective(torch.cat([xt, xt[:1] + 5]), torch.cat([yt, torch.tensor([9])]))
+    without = objective(xt, yt)
+    n = len(yt)
+    assert float(with_single) == pytest.approx(float(without) * n / (n + 1), rel=1e-9)
+
+
+def test_orca_variant_is_half_the_distance_at_twice_the_reg_with_half_label_weight():
+    # OT_eps(C / 2) = OT_2eps(C) / 2: the ORCA code's halved costs at reg 0.1 equal half the
+    # distance at reg 0.2 whose label distances count for half.
+    xs, ys, xt, yt = _sets()
+    orca = build_objective(_config("otdd-orca", reg=0.1), xs, ys)(xt, yt)
+    options = SinkhornOptions(reg=0.2, max_iter=5000, tol=1e-10)
+    plain = OTDD(xs, ys, options, label_weight=0.5, warm_start=False)
+    index = class_index(yt, 2, torch.arange(len(yt)), None)
+    per_class = plain.per_group(ClassGroups.gather(xt, index, torch.arange(2)), [0, 1])
+    frequencies = torch.bincount(yt) / len(yt)
+    assert float(orca) == pytest.approx(0.5 * float((frequencies * per_class).sum()), rel=1e-7)
+
+
+def test_gaussian_and_exact_label_distances_roughly_agree_on_gaussian_data():
+    xs, ys = clusters([80, 80, 80], seed=7, spread=3.0)
+    xt, yt = clusters([80, 80], seed=8, spread=3.0)
+    values = {
+        inner: float(otdd(xs, ys, xt, yt, inner=inner, reg=0.05, max_iter=500, tol=1e-4))
+        for inner in ("exact", "gaussian")
+    }
+    assert values["gaussian"] == pytest.approx(values["exact"], rel=0.1)
+    caches = {
+        inner: build_objective(_config("otdd", inner=inner, reg=0.05, tol=1e-4), xs, ys).cache
+        for inner in ("exact", "gaussian")
+    }
+    exact, gaussian = caches["exact"].label_costs, caches["gaussian"].label_costs
+    assert torch.allclose(gaussian, exact, rtol=0.1, atol=0.2)
+
+
+def test_source_work_is_done_once_and_kept_in_the_cache(monkeypatch):
+    builds = []
+    original = OTDD.build_cache
+
+    def counted(self, x, y):
+        builds.append(len(x))
+        return original(self, x, y)
+
+    monkeypatch.setattr(OTDD, "build_cache", counted)
+    xs, ys, xt, yt = _sets()
+    objective = build_objective(ObjectiveConfig(), xs, ys)
+    cache, source_term = objective.cache, objective.cache.self_value
+    for shift in (0.0, 0.1, 0.2):
+        objective(xt + shift, yt)
+    assert builds == [len(xs)]
+    assert objective.cache is cache and objective.cache.self_value is source_term
+    assert set(key[0] for key in cache.warm) == {"inner", "outer"}  # warm starts kept
+
+
+def test_rounds_collapse_to_one_when_no_class_exceeds_b():
+    xs, ys, xt, yt = _sets()
+    one = build_objective(_config(rounds=1), xs, ys)(xt, yt)
+    many = build_objective(_config(rounds=4), xs, ys)(xt, yt)
+    assert float(many) == pytest.approx(float(one), rel=1e-12)
+    subsampled = build_objective(_config(rounds=4, points_per_class=2), xs, ys)(xt, yt)
+    assert torch.isfinite(subsampled) and float(subsampled) != pytest.approx(float(one))
+
+
+def test_class_index_keeps_the_first_points_of_each_class_in_order():
+    labels = torch.tensor([1, 0, 1, 1, 0])
+    table = class_index(labels, 2, torch.tensor([4, 3, 2, 1, 0]), limit=2)
+    assert table.tolist() == [[4, 1], [3, 2]]
+    assert class_index(labels, 2, torch.arange(5), None).tolist() == [[1, 4, -1], [0, 2, 3]]

@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xmodal.align.labels import target_labels
+from xmodal.align.stage import AlignConfig, align_embedder
+from xmodal.api import RunConfig, fit
+from xmodal.bodies import load_body
+from xmodal.data.arrays import carve_validation, prepare
+from xmodal.model.network import ModelConfig, build_model
+from xmodal.train.loop import TrainConfig
+
+
+def test_classification_targets_keep_their_labels():
+    y = np.array([3, 1, 3, 0])
+    assert target_labels(y, "classification").tolist() == [3, 1, 3, 0]
+
+
+def test_other_targets_get_k_means_pseudo_labels():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 10.0], [-10.0, 10.0]])
+    y = np.concatenate([c + rng.normal(size=(20, 2)) for c in centres])
+    labels = target_labels(y, "regression", k=3)
+    assert sorted(np.bincount(labels)) == [20, 20, 20]
+    assert len(set(labels[:20])) == 1  # one cluster per centre
+    assert target_labels(np.ones((5, 4, 6)), "dense-regression", k=10).tolist() == [0] * 5
+    with pytest.raises(ValueError, match="k .* must be >= 1"):
+        target_labels(y, "regression", k=0)
+
+
+def _aligned(splits, **align):
+    data = carve_validation(prepare(splits))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(max_tokens=8), data, load_body("tiny-text"))
+    config = AlignConfig(steps=40, lr=1e-2, **align)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    record = align_embedder(model, data, config)
+    return model, before, record
+
+
+@pytest.mark.parametrize("task", ["classification", "dense-regression"])
+def test_alignment_lowers_the_objective_and_moves_only_the_embedder(task, splits_of):
+    model, before, record = _aligned(splits_of(task))
+    assert record["otdd_after"] < record["otdd_before"]
+    for name, param in model.named_parameters():
+        if not name.startswith("embedder."):
+            assert torch.equal(param, before[name]), name
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters()
+               if n.startswith("embedder."))  # fmt: skip
+
+
+@pytest.mark.parametrize("objective", ["mmd", "l2", "otdd-orca"])
+def test_other_objectives_run(objective, splits_of):
+    from xmodal.align.objectives import ObjectiveConfig
+
+    _, _, record = _aligned(splits_of("classification"),
+                            objective=ObjectiveConfig(name=objective))  # fmt: skip
+    assert np.isfinite(record["otdd_after"]) and record["align_objective"] == objective
+
+
+def test_orca_run_records_alignment(splits_of, tmp_path):
+    config = RunConfig(
+        model=ModelConfig(body="tiny-text", max_tokens=8),
+        align=AlignConfig(steps=5),
+        train=TrainConfig(method="orca", epochs=1, batch_size=12),
+    )
+    result = fit(config, out=tmp_path / "run", splits=splits_of("classification"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["otdd_after"] == pytest.approx(result.metrics["otdd_after"])
+    assert {"otdd_before", "otdd_after", "n_source"} <= set(metrics)
+    assert metrics["timings"]["align_s"] > 0
+    steps = json.loads((tmp_path / "run" / "alignment.json").read_text())["objective"]
+    assert len(steps) == 5
