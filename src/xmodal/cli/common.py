@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import types
 import typing
 from typing import Any
 
@@ -39,7 +40,9 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _simple_type(hint: Any) -> type | None:
-    options = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
+    """int, float, str or bool, also inside Optional; None for anything else (lists...)."""
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = [t for t in (typing.get_args(hint) if is_union else (hint,)) if t is not type(None)]
     return options[0] if len(options) == 1 and options[0] in SIMPLE_TYPES else None
 
 
