@@ -13,6 +13,11 @@ OTDD_NAMES = ["otdd", "otdd-classwise", "otdd-orca"]
 TIGHT = {"tol": 1e-10, "max_iter": 5000, "warm_start": False}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # tiny problems: threads only add synchronisation
+
+
 def _config(name="otdd-classwise", **changes):
     return ObjectiveConfig(name=name, **{**TIGHT, **changes})
 
@@ -57,24 +62,24 @@ def test_detached_label_costs_keep_the_value_and_drop_their_gradient():
         objective = build_objective(_config("otdd", detach_label_cost=detach), xs, ys)
         x = xt.clone().requires_grad_()
         value = objective(x, yt)
-        values.append(float(value))
+        values.append(value.item())
         grads.append(torch.autograd.grad(value, x)[0])
     assert values[0] == pytest.approx(values[1], rel=1e-12)
     assert (grads[0] - grads[1]).abs().max() > 1e-3
 
 
 def test_gradient_steps_reduce_the_distance_to_a_fixed_source():
-    xs, ys = clusters([10, 10, 10], seed=3, dtype=torch.float32)
-    xt, yt = clusters([10, 10], seed=4, spread=4.0, dtype=torch.float32)
-    objective = build_objective(ObjectiveConfig(), xs, ys)
-    x = (xt + 3.0).requires_grad_()
+    xs, ys = clusters([10, 10, 10], seed=3, spread=1.0, dtype=torch.float32)
+    xt, yt = clusters([10, 10], seed=4, spread=1.0, dtype=torch.float32)
+    objective = build_objective(ObjectiveConfig(), 0.5 * xs, ys)
+    x = (0.5 * xt + 2.0).requires_grad_()
     optimizer = torch.optim.Adam([x], lr=0.05)
-    start = float(objective(x, yt))
-    for _ in range(300):
+    start = objective(x, yt).item()
+    for _ in range(200):
         optimizer.zero_grad()
         objective(x, yt).backward()
         optimizer.step()
-    assert float(objective(x, yt)) < 0.2 * start
+    assert objective(x, yt).item() < 0.05 * start
 
 
 @pytest.mark.parametrize("name", OTDD_NAMES)
@@ -99,7 +104,7 @@ def test_edge_cases_give_finite_values_and_gradients(name, inner, sizes):
     x = xt.clone().requires_grad_()
     value = build_objective(_config(name, inner=inner, tol=1e-6), xs, ys)(x, yt)
     (grad,) = torch.autograd.grad(value, x, allow_unused=True)
-    assert torch.isfinite(value) and float(value) > 0
+    assert torch.isfinite(value) and value.item() > 0
     assert torch.isfinite(grad).all()
 
 
@@ -126,19 +131,19 @@ def test_orca_variant_is_half_the_distance_at_twice_the_reg_with_half_label_weig
 
 
 def test_gaussian_and_exact_label_distances_roughly_agree_on_gaussian_data():
-    xs, ys = clusters([80, 80, 80], seed=7, spread=3.0)
-    xt, yt = clusters([80, 80], seed=8, spread=3.0)
+    xs, ys = clusters([40, 40, 40], seed=7, spread=3.0)
+    xt, yt = clusters([40, 40], seed=8, spread=3.0)
+    settings = {"reg": 0.1, "tol": 1e-3, "max_iter": 500}
     values = {
-        inner: float(otdd(xs, ys, xt, yt, inner=inner, reg=0.05, max_iter=500, tol=1e-4))
-        for inner in ("exact", "gaussian")
+        inner: otdd(xs, ys, xt, yt, inner=inner, **settings) for inner in ("exact", "gaussian")
     }
-    assert values["gaussian"] == pytest.approx(values["exact"], rel=0.1)
+    assert float(values["gaussian"]) == pytest.approx(float(values["exact"]), rel=0.1)
     caches = {
-        inner: build_objective(_config("otdd", inner=inner, reg=0.05, tol=1e-4), xs, ys).cache
+        inner: build_objective(_config("otdd", inner=inner, **settings), xs, ys).cache
         for inner in ("exact", "gaussian")
     }
     exact, gaussian = caches["exact"].label_costs, caches["gaussian"].label_costs
-    assert torch.allclose(gaussian, exact, rtol=0.1, atol=0.2)
+    assert torch.allclose(gaussian, exact, rtol=0.15, atol=0.5)
 
 
 def test_source_work_is_done_once_and_kept_in_the_cache(monkeypatch):

@@ -12,6 +12,11 @@ from xmodal.align.sinkhorn import epsilon_schedule, sinkhorn, sinkhorn_divergenc
 TIGHT = {"max_iter": 20000, "tol": 1e-11}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # tiny problems: threads only add synchronisation
+
+
 def _problem(n=12, m=17, seed=0, dtype=torch.float64):
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 2, generator=generator, dtype=dtype)

@@ -21,7 +21,14 @@ from xmodal.align.mmd import (
     mean_distance,
     mean_squared_distance,
 )
-from xmodal.align.otdd import LABEL_DISTANCES, OTDD, ClassGroups, SinkhornOptions, class_index
+from xmodal.align.otdd import (
+    LABEL_DISTANCES,
+    OTDD,
+    ClassGroups,
+    SinkhornOptions,
+    SourceCache,
+    class_index,
+)
 from xmodal.config import Config, check_choice, check_positive
 from xmodal.registry import Registry
 
@@ -48,7 +55,7 @@ class ObjectiveConfig(Config):
     label distances, so that a set is at distance 0 from itself."""
     max_iter: int = 100
     """Most Sinkhorn iterations at the final `reg`, after the annealing."""
-    tol: float = 1e-3
+    tol: float = 1e-2
     """Sinkhorn stops once the L1 error of the marginals is below this."""
     scaling: float = 0.5
     """Annealing: ratio between successive regularisations, in (0, 1)."""
@@ -97,7 +104,7 @@ class AlignmentObjective:
     def __init__(self, config: ObjectiveConfig, source_x: Tensor, source_y: Tensor) -> None:
         check_labeled_points("source", source_x, source_y)
         self.config = config
-        self.width, self.dtype = source_x.shape[1], source_x.dtype
+        self.width, self.dtype, self.device = source_x.shape[1], source_x.dtype, source_x.device
         self.cache = self.build_cache(source_x.detach(), source_y)
 
     def __call__(self, target_x: Tensor, target_y: Tensor) -> Tensor:
@@ -111,6 +118,11 @@ class AlignmentObjective:
             raise TypeError(
                 f"target_x has dtype {target_x.dtype} but the source features are {self.dtype}; "
                 "build the objective from source features of the target's dtype"
+            )
+        if target_x.device != self.device or target_y.device != self.device:
+            raise ValueError(
+                f"target_x and target_y must be on {self.device} like the source features, "
+                f"got {target_x.device} and {target_y.device}"
             )
         return self.distance(target_x, target_y)
 
@@ -190,15 +202,16 @@ SELECTIONS: Registry = Registry("target selection")
 @SELECTIONS.register("all")
 def _all_points(classes: Tensor, n_classes: int, config: ObjectiveConfig, generator) -> tuple:
     """Every point of every class, one group per class."""
-    index = class_index(classes, n_classes, torch.arange(len(classes)), None)
-    return index, torch.arange(n_classes)
+    order = torch.arange(len(classes), device=classes.device)
+    return class_index(classes, n_classes, order, None), order.new_tensor(range(n_classes))
 
 
 @SELECTIONS.register("first")
 def _first_points(classes: Tensor, n_classes: int, config: ObjectiveConfig, generator) -> tuple:
     """The first b points of each class, in the order given (as a data loader yields them)."""
-    order = torch.arange(len(classes))
-    return class_index(classes, n_classes, order, config.points_per_class), torch.arange(n_classes)
+    order = torch.arange(len(classes), device=classes.device)
+    index = class_index(classes, n_classes, order, config.points_per_class)
+    return index, order.new_tensor(range(n_classes))
 
 
 @SELECTIONS.register("random")
@@ -211,8 +224,9 @@ def _random_points(classes: Tensor, n_classes: int, config: ObjectiveConfig, gen
     b = config.points_per_class
     rounds = config.rounds if int(torch.bincount(classes).max()) > b else 1
     orders = [torch.randperm(len(classes), generator=generator) for _ in range(rounds)]
-    tables = [class_index(classes, n_classes, order, b) for order in orders]
-    return torch.cat(tables), torch.arange(n_classes).repeat(rounds)  # (R K, b), (R K,)
+    tables = [class_index(classes, n_classes, order.to(classes.device), b) for order in orders]
+    group_classes = torch.arange(n_classes, device=classes.device).repeat(rounds)  # (R K,)
+    return torch.cat(tables), group_classes  # (R K, b) point indices, -1 padding
 
 
 class _OTDDObjective(AlignmentObjective):
@@ -221,7 +235,7 @@ class _OTDDObjective(AlignmentObjective):
     feature_scale = 1.0
     label_weight = 1.0
 
-    def build_cache(self, source_x: Tensor, source_y: Tensor):
+    def build_cache(self, source_x: Tensor, source_y: Tensor) -> SourceCache:
         self.otdd = OTDD(
             source_x,
             source_y,

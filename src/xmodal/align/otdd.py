@@ -29,11 +29,16 @@ class SinkhornOptions:
 
     reg: float = 0.1  # entropic regularisation, in squared feature units
     max_iter: int = 100  # most iterations at the final `reg`
-    tol: float = 1e-3  # target L1 error of the marginals
+    tol: float = 1e-2  # target L1 error of the marginals
     scaling: float = 0.5  # ratio between successive regularisations of the annealing
 
     def solve(
-        self, cost: Tensor, a: Tensor, b: Tensor, init: Tensor | None = None, symmetric=False
+        self,
+        cost: Tensor,
+        a: Tensor,
+        b: Tensor,
+        init: Tensor | None = None,
+        symmetric: bool = False,
     ) -> SinkhornResult:
         """Batched solve: cost (B, n, m), weights (B, n) and (B, m), init (B, m) or None."""
         options = (self.reg, self.max_iter, self.tol, self.scaling)
@@ -60,10 +65,9 @@ class ClassGroups:
     @classmethod
     def gather(cls, x: Tensor, index: Tensor, classes: Tensor) -> ClassGroups:
         """Groups of rows of `x` (N, d) listed in `index` (G, n), where -1 marks padding."""
-        mask = index >= 0
+        mask = (index >= 0).to(x.dtype)
         rows = x[index.clamp(min=0)] * mask.unsqueeze(-1)  # (G, n, d)
-        weights = mask / mask.sum(-1, keepdim=True)
-        return cls(rows, weights.to(x.dtype), classes)
+        return cls(rows, mask / mask.sum(-1, keepdim=True), classes)
 
     @property
     def counts(self) -> Tensor:
@@ -72,7 +76,7 @@ class ClassGroups:
 
     def flat_weights(self) -> Tensor:
         """(G * n,) weights of all groups taken as one uniform measure."""
-        mask = (self.weights > 0).flatten()
+        mask = (self.weights > 0).flatten()  # (G n,)
         return mask.to(self.x.dtype) / mask.sum()
 
 
@@ -88,10 +92,10 @@ def class_index(labels: Tensor, n_classes: int, order: Tensor, limit: int | None
     ranked = order[torch.argsort(labels[order], stable=True)]  # (N,) class by class, in order
     counts = torch.bincount(labels, minlength=n_classes)  # (K,)
     starts = torch.cumsum(counts, 0) - counts
-    position = torch.arange(len(labels)) - starts.repeat_interleave(counts)  # rank in class
+    position = torch.arange(len(labels), device=labels.device) - starts[labels[ranked]]
     keep = position < (limit if limit is not None else len(labels))
     width = int(position[keep].max()) + 1
-    table = torch.full((n_classes, width), -1, dtype=torch.long)
+    table = torch.full((n_classes, width), -1, dtype=torch.long, device=labels.device)
     table[labels[ranked][keep], position[keep]] = ranked[keep]
     return table
 
@@ -107,7 +111,7 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
 def group_distances(a: ClassGroups, b: ClassGroups, scale: float = 1.0) -> Tensor:
     """(G_a, n_a, G_b, n_b) scaled squared distances between all points of two group sets."""
     flat = squared_distances(a.x.flatten(0, 1), b.x.flatten(0, 1))  # (G_a n_a, G_b n_b)
-    dist = flat.view(*a.x.shape[:2], *b.x.shape[:2])
+    dist = flat.view(*a.x.shape[:2], *b.x.shape[:2])  # (G_a, n_a, G_b, n_b)
     return dist if scale == 1.0 else dist * scale
 
 
@@ -160,15 +164,15 @@ class ExactLabelDistance:
             return self._within(pair), None
         ga, na, gb, nb = pair.dist.shape
         cost = pair.dist.permute(0, 2, 1, 3).reshape(ga * gb, na, nb)  # (G_a G_b, n_a, n_b)
-        wa = pair.a.weights.unsqueeze(1).expand(ga, gb, na).reshape(ga * gb, na)
-        wb = pair.b.weights.unsqueeze(0).expand(ga, gb, nb).reshape(ga * gb, nb)
-        start = None if init is None else init.reshape(ga * gb, nb)
+        wa = pair.a.weights.unsqueeze(1).expand(ga, gb, na).reshape(ga * gb, na)  # (G_a G_b, n_a)
+        wb = pair.b.weights.unsqueeze(0).expand(ga, gb, nb).reshape(ga * gb, nb)  # (G_a G_b, n_b)
+        start = None if init is None else init.reshape(ga * gb, nb)  # (G_a G_b, n_b)
         result = self.solve(cost, wa, wb, start)
 
-        values = result.value.view(ga, gb)
+        values = result.value.view(ga, gb)  # (G_a, G_b)
         if self.debias:
             values = values - 0.5 * (pair.self_a[:, None] + pair.self_b[None, :])
-        return values, result.g.view(ga, gb, nb)
+        return values, result.g.view(ga, gb, nb)  # (G_a, G_b), (G_a, G_b, n_b)
 
     def _within(self, pair: GroupPair) -> Tensor:
         """(G, G) label distances among the groups of one set: each pair solved once.
@@ -176,7 +180,7 @@ class ExactLabelDistance:
         The matrix is symmetric and its diagonal is known (zero with debias, else each
         group's OT with itself), so only the pairs i < j are solved.
         """
-        rows, cols = torch.triu_indices(len(pair.a.x), len(pair.a.x), 1)
+        rows, cols = torch.triu_indices(len(pair.a.x), len(pair.a.x), 1, device=pair.dist.device)
         cost = pair.dist[rows, :, cols]  # (pairs, n, n)
         weights = pair.a.weights
         upper = self.solve(cost, weights[rows], weights[cols]).value if len(rows) else cost[:, 0, 0]
@@ -223,7 +227,7 @@ class GaussianLabelDistance:
         spread_a, spread_b = _spread(pair.a, mean_a), _spread(pair.b, mean_b)  # (G,) traces
         bures = squared_distances(mean_a, mean_b) + spread_a[:, None] + spread_b[None, :]
         if pair.a is pair.b:  # symmetric, zero diagonal: the pairs i < j are enough
-            rows, cols = torch.triu_indices(len(sizes), len(sizes), 1)
+            rows, cols = torch.triu_indices(len(sizes), len(sizes), 1, device=sizes.device)
             root = _nuclear_norms(cross[rows, cols]) / sizes[rows, cols].to(cross.dtype).sqrt()
             upper = (bures[rows, cols] - 2 * root).clamp(min=0)
             return pair.scale * _symmetric_matrix(upper, rows, cols, bures.diagonal() * 0), None
@@ -249,9 +253,10 @@ def _centred_products(pair: GroupPair, mean_a: Tensor, mean_b: Tensor) -> Tensor
     xa, xb = pair.a.x, pair.b.x
     rows = 0.5 * xa.pow(2).sum(-1).unsqueeze(-1) - torch.einsum("gnd,hd->gnh", xa, mean_b)
     cols = 0.5 * xb.pow(2).sum(-1).unsqueeze(0) - torch.einsum("gd,hmd->ghm", mean_a, xb)
+    # rows: (G_a, n_a, G_b); cols: (G_a, G_b, n_b)
     cols = cols + (mean_a @ mean_b.T).unsqueeze(-1)  # (G_a, G_b, n_b)
     half_dist = pair.dist.permute(0, 2, 1, 3) * (0.5 / pair.scale)  # (G_a, G_b, n_a, n_b)
-    products = rows.permute(0, 2, 1).unsqueeze(-1) + cols.unsqueeze(2) - half_dist
+    products = rows.permute(0, 2, 1).unsqueeze(-1) + cols.unsqueeze(2) - half_dist  # as dist
     mask = (pair.a.weights > 0)[:, None, :, None] & (pair.b.weights > 0)[None, :, None, :]
     return products * mask
 
@@ -389,8 +394,9 @@ class OTDD:
     def build_cache(self, x: Tensor, y: Tensor) -> SourceCache:
         """Group the source by class and solve its label distances and self term, once."""
         labels, classes = torch.unique(y, return_inverse=True)
-        index = class_index(classes, len(labels), torch.arange(len(y)), None)  # (K_s, m)
-        groups = ClassGroups.gather(x, index, torch.arange(len(labels)))
+        order = torch.arange(len(y), device=y.device)
+        index = class_index(classes, len(labels), order, None)  # (K_s, m)
+        groups = ClassGroups.gather(x, index, torch.arange(len(labels), device=y.device))
         if not self.debias:  # nothing else about the source enters the distance
             return SourceCache(groups, labels, None, None, None, None)
         with torch.no_grad():
@@ -433,10 +439,15 @@ class OTDD:
     def _ground_cost(self, dist: Tensor, label_costs: Tensor) -> Tensor:
         """(G_a, n_a, G_b n_b) OTDD ground cost: feature distance plus weighted label distance."""
         cost = dist + self.label_weight * label_costs[:, None, :, None]  # (G_a, n_a, G_b, n_b)
-        return cost.flatten(2)
+        return cost.flatten(2)  # (G_a, n_a, G_b n_b)
 
     def solve(
-        self, cost: Tensor, a: Tensor, b: Tensor, init: Tensor | None = None, symmetric=False
+        self,
+        cost: Tensor,
+        a: Tensor,
+        b: Tensor,
+        init: Tensor | None = None,
+        symmetric: bool = False,
     ) -> SinkhornResult:
         """`SinkhornOptions.solve`, warning once per distance when a problem does not converge."""
         result = self.options.solve(cost, a, b, init, symmetric)
