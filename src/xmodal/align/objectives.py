@@ -7,6 +7,7 @@ makes one from an `ObjectiveConfig` and the source set, doing all source-only wo
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 from functools import partial
@@ -87,7 +88,7 @@ class ObjectiveConfig(Config):
         return SinkhornOptions(self.reg, self.max_iter, self.tol, self.scaling)
 
 
-class AlignmentObjective:
+class AlignmentObjective(abc.ABC):
     """A distance from target points to a fixed labeled source set.
 
     Call it as ``objective(target_x, target_y)`` with target_x (n_t, d) float features and
@@ -126,13 +127,13 @@ class AlignmentObjective:
             )
         return self.distance(target_x, target_y)
 
+    @abc.abstractmethod
     def build_cache(self, source_x: Tensor, source_y: Tensor) -> Any:
         """Do the source-only work; the result becomes `self.cache`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def distance(self, target_x: Tensor, target_y: Tensor) -> Tensor:
         """() the objective for checked target points and labels."""
-        raise NotImplementedError
 
 
 OBJECTIVES: Registry[type[AlignmentObjective]] = Registry("alignment objective")
