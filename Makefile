@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/xmodal fit gunpoint --body minilm --method finetune --out $(DEMO_OUT)
+	$(VENV)/bin/xmodal fit gunpoint --body minilm --method finetune --batch-size 8 --out $(DEMO_OUT)
 
 test: install system-packages
 	$(PY) -m pytest -q

@@ -146,6 +146,8 @@ def fit(
         metrics = _metrics_record(result, data, trainable, timings, align_info)
         if tmp is not None:
             _save_run(tmp, config, data, metric_name, model, metrics)
+    if out is not None:
+        logger.info("saved run to %s", out)
     return RunResult(config, model, data, metrics, out)
 
 
@@ -214,7 +216,6 @@ def _save_run(folder: Path, config, data: TaskData, metric: str, model, metrics:
     model.body.hf_model.config.save_pretrained(folder / "body")
     save_model(model, str(folder / "model.safetensors"))
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    logger.info("saved run to %s", folder)
 
 
 @dataclasses.dataclass

@@ -38,17 +38,17 @@ class TrainConfig(Config):
 
     method: str = "finetune"
     """Fine-tuning method (see `xmodal.train.methods.METHODS`)."""
-    epochs: int = 20
+    epochs: int = 30
     """Passes over the training set."""
-    batch_size: int = 32
+    batch_size: int = 16
     """Examples per optimiser step (split into `grad_accum` micro-batches)."""
     grad_accum: int = 1
     """Micro-batches whose gradients are summed before each step."""
     optimizer: str = "adamw"
     """"sgd" (momentum 0.9), "adam" or "adamw"."""
-    lr: float = 1e-4
+    lr: float = 5e-5
     """Peak learning rate of the body; embedder and head use `head_lr_scale` times it."""
-    head_lr_scale: float = 10.0
+    head_lr_scale: float = 20.0
     """Learning-rate multiplier for the new (randomly initialised) embedder and head."""
     weight_decay: float = 0.01
     """Weight decay (decoupled for AdamW)."""
