@@ -1,11 +1,15 @@
-"""Time one alignment step of the class-wise OTDD objective against a straightforward reference.
+"""Time and size one alignment step of the class-wise OTDD objectives against a reference.
 
 The step is what the alignment stage does per optimiser step: the objective's forward and
 backward pass for a target batch of `--target-classes` x `--per-class` points against a fixed
-source of `--source-points` points, on one thread. The reference computes the distance of one
-target class as the original ORCA code does: every problem solved on its own by plain
-log-domain Sinkhorn (torch.logsumexp), all source-only work redone at each call. A last table
-times this package's Sinkhorn kernel against POT's on one outer problem.
+source of `--source-points` points, on one thread, for "otdd-classwise" and "otdd-orca". Its
+peak memory, over what the source cache already holds, is checked against the project's budget
+of twice the source features plus one target batch, in two ways: the rise of the resident set
+(what the system sees, allocator overhead included) and the rise of the memory held by tensors
+(what the code allocates). The reference computes the distance of one target class as the
+original ORCA code does: every problem solved on its own by plain log-domain Sinkhorn
+(torch.logsumexp), all source-only work redone at each call. A last table times this package's
+Sinkhorn kernel against POT's on one outer problem.
 
 Run: python benchmarks/bench_otdd.py [--width 768 --source-points 5000 ...]
 """
@@ -13,13 +17,18 @@ Run: python benchmarks/bench_otdd.py [--width 768 --source-points 5000 ...]
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import json
 import math
 import resource
+import tempfile
 import time
 from pathlib import Path
 
 import ot
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from xmodal.align import ObjectiveConfig, build_objective, sinkhorn
 
@@ -52,17 +61,51 @@ def clustered(n: int, classes: int, width: int, scale: float, seed: int):
 # --------------------------------------------------------------------------- measuring
 
 
+OBJECTIVE_NAMES = ("otdd-classwise", "otdd-orca")
+
+
 def peak_memory(run):
     """Run `run()`; return its result and the rise of the resident set's peak, in MB.
 
-    The peak is reset first through /proc/self/clear_refs where Linux allows it; otherwise
-    the rise of the process's lifetime peak is reported (zero if an earlier phase was larger).
+    Free heap memory is handed back to the system first (glibc's malloc_trim): memory that the
+    allocator kept from earlier work would otherwise be reused unseen, and the rise would read
+    near zero whatever the step allocates. The peak is reset through /proc/self/clear_refs
+    where Linux allows it; otherwise the rise of the process's lifetime peak is reported (zero
+    if an earlier phase was larger).
     """
+    _trim_heap()
     reset = _reset_peak()
     before = _rss_kb("VmRSS") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = run()
     after = _rss_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return result, max(after - before, 0) / 1024
+
+
+def peak_tensor_memory(run):
+    """Run `run()` under torch's profiler; return its result and the peak rise of tensor memory, MB.
+
+    The profiler's memory events carry the running total of bytes that tensors hold on the CPU:
+    this counts every allocation the code makes, however short-lived, and no allocator overhead.
+    """
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        result = run()
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "trace.json"
+        profiler.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    memory = sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"])
+    if not memory:
+        return result, 0.0
+    start = memory[0]["args"]["Total Allocated"] - memory[0]["args"]["Bytes"]
+    peak = max(e["args"]["Total Allocated"] for e in memory)
+    return result, (peak - start) / 2**20
+
+
+def _trim_heap() -> None:
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def _reset_peak() -> bool:
@@ -157,17 +200,20 @@ def reference_class_distance(source_x, source_y, target_x, reg, tol) -> torch.Te
 # --------------------------------------------------------------------------- the runs
 
 
-def run_fast(args, source, target) -> dict:
-    config = ObjectiveConfig(reg=args.reg, tol=args.tol, points_per_class=args.per_class)
+def run_fast(args, source, target, name: str) -> dict:
+    """Build the objective `name`, time its first and warm steps, size its first step."""
+    config = ObjectiveConfig(name=name, reg=args.reg, tol=args.tol, points_per_class=args.per_class)
     objective, build = timed(lambda: build_objective(config, *source))
-    (value, cold), step_memory = peak_memory(lambda: timed(lambda: step(objective, *target)))
+    (value, cold), resident = peak_memory(lambda: timed(lambda: step(objective, *target)))
     generator = torch.Generator().manual_seed(args.seed + 1)
     warm = []
     for _ in range(args.steps):  # the embedder moves a little between optimiser steps
         moved = target[0] + 0.02 * args.scale * torch.randn(target[0].shape, generator=generator)
         warm.append(timed(lambda moved=moved: step(objective, moved, target[1]))[1])
+    fresh = build_objective(config, *source)  # the profiler's first step, untimed
+    _, tensors = peak_tensor_memory(lambda: step(fresh, *target))
     return {"build": build, "cold": cold, "warm": sum(warm) / max(len(warm), 1),
-            "value": value, "step_memory": step_memory}  # fmt: skip
+            "value": value, "resident": resident, "tensors": tensors}  # fmt: skip
 
 
 def run_reference(args, source, target) -> dict:
@@ -206,21 +252,32 @@ def run_kernels(args, source, target) -> list[tuple[str, float, float]]:
     return rows
 
 
-def summary_rows(args, fast, reference, source_mb) -> list[tuple[str, str]]:
-    """(measure, value) rows of the main table."""
-    rows = [
-        ("source cache, built once (s)", f"{fast['build']:.2f}"),
-        ("step: forward + backward, first call (s)", f"{fast['cold']:.3f}"),
-        (f"step: forward + backward, warm (mean of {args.steps}) (s)", f"{fast['warm']:.3f}"),
-        ("objective value", f"{fast['value']:.6g}"),
-        ("peak memory rise during the first step (MB)", f"{fast['step_memory']:.0f}"),
-        ("source features (MB)", f"{source_mb:.1f}"),
-    ]
-    if reference is None:
-        return rows
-    per_class = fast["cold"] / args.target_classes
+def step_rows(args, runs: dict, budget: float) -> list[tuple[str, ...]]:
+    """(measure, value per objective) rows of the step table."""
+
+    def verdict(mb: float) -> str:
+        return "yes" if mb <= budget else "NO"
+
+    measures = [
+        ("source cache, built once (s)", lambda run: f"{run['build']:.2f}"),
+        ("step: forward + backward, first call (s)", lambda run: f"{run['cold']:.3f}"),
+        (f"step: forward + backward, warm (mean of {args.steps}) (s)",
+         lambda run: f"{run['warm']:.3f}"),
+        ("objective value", lambda run: f"{run['value']:.6g}"),
+        ("first step: peak resident set rise (MB)", lambda run: f"{run['resident']:.1f}"),
+        ("first step: peak tensor memory rise (MB)", lambda run: f"{run['tensors']:.1f}"),
+        ("memory budget: 2 x (source + target batch) (MB)", lambda run: f"{budget:.1f}"),
+        ("within budget (resident / tensors)",
+         lambda run: f"{verdict(run['resident'])} / {verdict(run['tensors'])}"),
+    ]  # fmt: skip
+    return [(label, *(cell(run) for run in runs.values())) for label, cell in measures]
+
+
+def reference_rows(args, runs: dict, reference) -> list[tuple[str, str]]:
+    """(measure, value) rows comparing one class with the reference."""
+    per_class = runs["otdd-classwise"]["cold"] / args.target_classes
     agreement = abs(reference["fast_value"] - reference["value"]) / abs(reference["value"])
-    return rows + [
+    return [
         ("reference: one class, forward + backward (s)", f"{reference['seconds']:.2f}"),
         ("ratio reference / (first step / classes)", f"{reference['seconds'] / per_class:.0f}"),
         ("class 0 value: fast path", f"{reference['fast_value']:.6g}"),
@@ -229,23 +286,38 @@ def summary_rows(args, fast, reference, source_mb) -> list[tuple[str, str]]:
     ]
 
 
-def report(args, rows, kernels) -> None:
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[k]) for row in [header, *rows]) for k in range(len(header))]
+    cells = [f" {header[0]:<{widths[0]}} "] + [
+        f" {h:>{w}} " for h, w in zip(header[1:], widths[1:])
+    ]
+    print("|" + "|".join(cells) + "|")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        cells = [f" {row[0]:<{widths[0]}} "] + [f" {c:>{w}} " for c, w in zip(row[1:], widths[1:])]
+        print("|" + "|".join(cells) + "|")
+
+
+def report(args, runs, reference, kernels, sizes) -> None:
     n_target = args.target_classes * args.per_class
+    source_mb, target_mb = sizes
     print(
         f"class-wise OTDD, one thread: {args.target_classes} target classes x {args.per_class}"
         f" points ({n_target}) vs {args.source_points} source points in {args.source_classes}"
-        f" classes, width {args.width}, reg {args.reg}, tol {args.tol}\n"
+        f" classes, width {args.width}, reg {args.reg}, tol {args.tol}; source features"
+        f" {source_mb:.1f} MB, target batch {target_mb:.1f} MB\n"
     )
-    print(f"| {'measure':<46} | {'value':>12} |")
-    print(f"|{'-' * 48}|{'-' * 14}|")
-    for name, value in rows:
-        print(f"| {name:<46} | {value:>12} |")
+    budget = 2 * (source_mb + target_mb)
+    print_table(("measure", *runs), step_rows(args, runs, budget))
+    if reference is not None:
+        print()
+        print_table(("one target class against the reference", "value"),
+                    reference_rows(args, runs, reference))  # fmt: skip
 
     title = f"Sinkhorn kernel on one class, tol {args.kernel_tol:g}"
-    print(f"\n| {title:<46} | {'seconds':>8} | {'<P, C>':>12} |")
-    print(f"|{'-' * 48}|{'-' * 10}|{'-' * 14}|")
-    for name, seconds, value in kernels:
-        print(f"| {name:<46} | {seconds:>8.3f} | {value:>12.6g} |")
+    print()
+    rows = [(name, f"{seconds:.3f}", f"{value:.6g}") for name, seconds, value in kernels]
+    print_table((title, "seconds", "<P, C>"), rows)
 
 
 def main() -> None:
@@ -254,11 +326,11 @@ def main() -> None:
     source = clustered(args.source_points, args.source_classes, args.width, args.scale, args.seed)
     n_target = args.target_classes * args.per_class
     target = clustered(n_target, args.target_classes, args.width, args.scale, args.seed + 7)
-    fast = run_fast(args, source, target)
+    runs = {name: run_fast(args, source, target, name) for name in OBJECTIVE_NAMES}
     reference = None if args.no_reference else run_reference(args, source, target)
     kernels = run_kernels(args, source, target)
-    source_mb = source[0].numel() * source[0].element_size() / 2**20
-    report(args, summary_rows(args, fast, reference, source_mb), kernels)
+    sizes = [x.numel() * x.element_size() / 2**20 for x in (source[0], target[0])]
+    report(args, runs, reference, kernels, sizes)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ def test_config_round_trips_through_yaml_and_rejects_bad_values(tmp_path):
         ({"scaling": 1.5}, "scaling"),
         ({"points_per_class": 0}, "points_per_class"),
         ({"mmd_bandwidths": ()}, "mmd_bandwidths"),
+        ({"chunk_mb": 0}, "chunk_mb"),
     ]:
         with pytest.raises(ValueError, match=match):
             ObjectiveConfig(**bad)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 from align_data import clusters
 
 from xmodal.align import ObjectiveConfig, build_objective, otdd
-from xmodal.align.otdd import OTDD, ClassGroups, SinkhornOptions, class_index
+from xmodal.align.otdd import (
+    OTDD,
+    ClassGroups,
+    SinkhornOptions,
+    class_index,
+    squared_distances_gradient,
+)
 
 OTDD_NAMES = ["otdd", "otdd-classwise", "otdd-orca"]
 TIGHT = {"tol": 1e-10, "max_iter": 5000, "warm_start": False}
@@ -39,7 +47,14 @@ def test_debiased_otdd_of_a_dataset_with_itself_is_zero(inner):
 
 
 @pytest.mark.parametrize(
-    "name, inner", [("otdd", "exact"), ("otdd-classwise", "exact"), ("otdd", "gaussian")]
+    "name, inner",
+    [
+        ("otdd", "exact"),
+        ("otdd-classwise", "exact"),
+        ("otdd", "gaussian"),
+        ("otdd-classwise", "gaussian"),
+        ("otdd-orca", "exact"),
+    ],
 )
 def test_gradient_agrees_with_finite_differences(name, inner):
     xs, ys, xt, yt = _sets()
@@ -55,17 +70,74 @@ def test_gradient_agrees_with_finite_differences(name, inner):
         assert float(grad[i, j]) == pytest.approx(float(numeric), rel=1e-4, abs=1e-7)
 
 
-def test_detached_label_costs_keep_the_value_and_drop_their_gradient():
+@pytest.mark.parametrize("name", ["otdd", "otdd-classwise"])
+def test_detached_label_costs_keep_the_value_and_drop_their_gradient(name):
     xs, ys, xt, yt = _sets()
     grads, values = [], []
     for detach in (False, True):
-        objective = build_objective(_config("otdd", detach_label_cost=detach), xs, ys)
+        objective = build_objective(_config(name, detach_label_cost=detach), xs, ys)
         x = xt.clone().requires_grad_()
         value = objective(x, yt)
         values.append(value.item())
         grads.append(torch.autograd.grad(value, x)[0])
     assert values[0] == pytest.approx(values[1], rel=1e-12)
     assert (grads[0] - grads[1]).abs().max() > 1e-3
+
+
+class _Saved:
+    """A tensor saved for backward, held by the autograd graph in place of the tensor."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+
+@pytest.mark.parametrize("name", ["otdd-classwise", "otdd-orca"])
+@pytest.mark.parametrize("inner", ["exact", "gaussian"])
+def test_backward_keeps_a_gradient_per_point_and_no_transport_plan(name, inner):
+    xs, ys = clusters([30, 25, 35], dim=3, seed=9)  # plans: 20 x 90 per target class
+    xt, yt = clusters([20, 20], dim=3, seed=10)
+    objective = build_objective(_config(name, inner=inner, tol=1e-6), xs, ys)
+    x = xt.clone().requires_grad_()
+    saved = []
+
+    def pack(tensor):
+        holder = _Saved(tensor)
+        saved.append(weakref.ref(holder))
+        return holder
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda holder: holder.tensor):
+        value = objective(x, yt)
+    kept = [ref().tensor for ref in saved if ref() is not None]  # what the graph still holds
+    assert saved and kept  # the hooks saw the chunks' work and the per-point gradient
+    assert max(tensor.numel() for tensor in kept) <= x.numel()
+    (grad,) = torch.autograd.grad(value, x)
+    (expected,) = torch.autograd.grad(objective(x, yt), x)
+    assert torch.allclose(grad, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["otdd-classwise", "otdd-orca"])
+def test_chunks_of_target_classes_change_neither_values_nor_gradients(name):
+    xs, ys, xt, yt = _sets()
+    xt, yt = torch.cat([xt, xt + 0.2]), torch.cat([yt, yt + 2])  # 4 target classes
+    results = []
+    for chunk_mb in (1e-6, 1e6):  # one class per chunk; all classes in one
+        objective = build_objective(_config(name, chunk_mb=chunk_mb), xs, ys)
+        x = xt.clone().requires_grad_()
+        value = objective(x, yt)
+        results.append((value.item(), torch.autograd.grad(value, x)[0]))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-9)
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-7, atol=1e-10)
+
+
+def test_squared_distances_gradient_matches_autograd():
+    generator = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 5, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(7, 3, generator=generator, dtype=torch.float64)
+    weights = torch.rand(2, 5, 7, generator=generator, dtype=torch.float64)
+    dist = (x.unsqueeze(-2) - y).pow(2).sum(-1)  # (2, 5, 7)
+    (expected,) = torch.autograd.grad((weights * 0.5 * dist).sum(), x)
+    gradient = squared_distances_gradient(x.detach(), y, weights, 0.5)
+    assert torch.allclose(gradient, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_gradient_steps_reduce_the_distance_to_a_fixed_source():

@@ -68,6 +68,10 @@ class ObjectiveConfig(Config):
     """R: rounds of per-class subsampling averaged by "otdd-classwise"."""
     seed: int = 0
     """Seed of the per-class subsampling."""
+    chunk_mb: float | None = None
+    """Memory for the work buffers of the class-wise OTDD objectives, in MiB: target classes
+    are solved a few at a time so that their (points x source points) matrices, about 4 per
+    class, fit in it (one class at a time at least). None: the size of the source features."""
     mmd_bandwidths: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     """Widths of the Gaussian kernels of "mmd", as multiples of the mean squared distance
     between source points."""
@@ -77,6 +81,8 @@ class ObjectiveConfig(Config):
         check_choice("inner", self.inner, LABEL_DISTANCES.names())
         for name in ("reg", "max_iter", "points_per_class", "rounds"):
             check_positive(name, getattr(self, name))
+        if self.chunk_mb is not None:
+            check_positive("chunk_mb", self.chunk_mb)
         check_positive("tol", self.tol, allow_zero=True)
         if not 0 < self.scaling < 1:
             raise ValueError(f"scaling must be in (0, 1), got {self.scaling!r}")
@@ -86,6 +92,10 @@ class ObjectiveConfig(Config):
 
     def sinkhorn_options(self) -> SinkhornOptions:
         return SinkhornOptions(self.reg, self.max_iter, self.tol, self.scaling)
+
+    def chunk_bytes(self) -> int | None:
+        """`chunk_mb` in bytes, or None for the size of the source features."""
+        return None if self.chunk_mb is None else int(self.chunk_mb * 2**20)
 
 
 class AlignmentObjective(abc.ABC):
@@ -247,6 +257,7 @@ class _OTDDObjective(AlignmentObjective):
             label_weight=self.label_weight,
             detach_label_cost=self.config.detach_label_cost,
             warm_start=self.config.warm_start,
+            chunk_bytes=self.config.chunk_bytes(),
         )
         return self.otdd.cache
 
@@ -394,5 +405,5 @@ def check_labeled_points(name: str, x: Any, y: Any) -> None:
             f"{name}_y must be an integer tensor of shape ({len(x)},) like {name}_x's rows, "
             f"got dtype {y.dtype} and shape {tuple(y.shape)}"
         )
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(torch.stack(torch.aminmax(x))).all():  # NaN propagates; no copy of x
         raise ValueError(f"{name}_x contains NaN or infinite values")

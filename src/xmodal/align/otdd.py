@@ -5,7 +5,9 @@ cost adds, to the squared distance between features, a distance between the two 
 squared 2-Wasserstein distance between the points of one class and those of the other. This
 module groups points by class, computes those label distances (by inner OT problems, or in
 closed form between Gaussian fits) and solves the outer problem. Everything that depends on
-the source set alone is computed once, in a `SourceCache`.
+the source set alone is computed once, in a `SourceCache`. Per-class distances are solved a few
+target classes at a time, with their gradient, so that memory stays near one class's
+(points x source points) matrices whatever the number of classes.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ from collections.abc import Callable, Hashable, Sequence
 import torch
 from torch import Tensor
 
-from xmodal.align.sinkhorn import SinkhornResult, solve_batch
+from xmodal.align.sinkhorn import SinkhornResult, envelope_value, solve_batch
 from xmodal.registry import Registry
 
 logger = logging.getLogger(__name__)
+
+# Buffers of (target points of a group) x (source points) that the outer problem of a group
+# holds at once: the distances, turned into its cost in place, and its kernel, later its plan.
+# Each label distance adds its own (`work_buffers`).
+OUTER_BUFFERS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +81,10 @@ class ClassGroups:
         """(G,) number of points in each group."""
         return (self.weights > 0).sum(-1)
 
+    def select(self, part: slice) -> ClassGroups:
+        """The groups in `part`, a slice of the group axis."""
+        return ClassGroups(self.x[part], self.weights[part], self.classes[part])
+
     def flat_weights(self) -> Tensor:
         """(G * n,) weights of all groups taken as one uniform measure."""
         mask = (self.weights > 0).flatten()  # (G n,)
@@ -100,19 +111,46 @@ def class_index(labels: Tensor, n_classes: int, order: Tensor, limit: int | None
     return table
 
 
-def squared_distances(x: Tensor, y: Tensor) -> Tensor:
-    """Squared Euclidean distances between rows: (n, d), (m, d) -> (n, m), or batched (B, ...)."""
-    sq = x.pow(2).sum(-1).unsqueeze(-1) + y.pow(2).sum(-1).unsqueeze(-2)  # (..., n, m)
+def squared_distances(x: Tensor, y: Tensor, y_norms: Tensor | None = None) -> Tensor:
+    """Squared Euclidean distances between rows: (n, d), (m, d) -> (n, m), or batched (B, ...).
+
+    `y_norms`, the (..., m) squared norms of y's rows, can be passed when they are known. The
+    result is the only (n, m) buffer made: norms are added to the product in place.
+    """
+    y_norms = y.pow(2).sum(-1) if y_norms is None else y_norms  # (..., m)
     if x.dim() == 2:
-        return torch.addmm(sq, x, y.T, alpha=-2).clamp(min=0)
-    return torch.baddbmm(sq, x, y.transpose(-1, -2), alpha=-2).clamp(min=0)
+        dist = torch.addmm(y_norms.unsqueeze(-2), x, y.T, alpha=-2)  # (n, m)
+    else:
+        dist = torch.baddbmm(y_norms.unsqueeze(-2), x, y.transpose(-1, -2), alpha=-2)
+    return dist.add_(x.pow(2).sum(-1).unsqueeze(-1)).clamp_(min=0)  # (..., n, m)
 
 
-def group_distances(a: ClassGroups, b: ClassGroups, scale: float = 1.0) -> Tensor:
-    """(G_a, n_a, G_b, n_b) scaled squared distances between all points of two group sets."""
-    flat = squared_distances(a.x.flatten(0, 1), b.x.flatten(0, 1))  # (G_a n_a, G_b n_b)
+def squared_distances_gradient(x: Tensor, y: Tensor, weights: Tensor, scale: float) -> Tensor:
+    r"""Gradient w.r.t. x of :math:`\sum_{ij} w_{ij}\, s \|x_i - y_j\|^2`, without forming it.
+
+    It is :math:`2 s (\sum_j w_{ij}\, x_i - \sum_j w_{ij}\, y_j)`: one product with y. With w
+    a transport plan this is the envelope gradient of an OT value w.r.t. its row points.
+
+    Args:
+        x: (..., n, d) points.
+        y: (m, d) or (..., m, d) points.
+        weights: (..., n, m) weights of the pairs (e.g. the gradient w.r.t. the distances).
+        scale: s.
+    """
+    gradient = (weights @ y).neg_()  # (..., n, d), the only buffer of that size
+    return gradient.addcmul_(weights.sum(-1, keepdim=True), x).mul_(2 * scale)
+
+
+def group_distances(
+    a: ClassGroups, b: ClassGroups, scale: float = 1.0, b_norms: Tensor | None = None
+) -> Tensor:
+    """(G_a, n_a, G_b, n_b) scaled squared distances between all points of two group sets.
+
+    `b_norms` are the (G_b n_b,) squared norms of b's points, if known.
+    """
+    flat = squared_distances(a.x.flatten(0, 1), b.x.flatten(0, 1), b_norms)  # (G_a n_a, G_b n_b)
     dist = flat.view(*a.x.shape[:2], *b.x.shape[:2])  # (G_a, n_a, G_b, n_b)
-    return dist if scale == 1.0 else dist * scale
+    return dist if scale == 1.0 else dist.mul_(scale)
 
 
 # --------------------------------------------------------------------------- label distances
@@ -154,6 +192,9 @@ class ExactLabelDistance:
     only with `debias`). All class pairs are solved as one batch of Sinkhorn problems whose
     costs are blocks of the distance matrix shared with the outer problem.
     """
+
+    # (b x n_s) buffers per target group: the inner costs (later their gradient) and plans.
+    work_buffers = 2
 
     def __init__(self, solve: Callable[..., SinkhornResult], debias: bool) -> None:
         self.solve, self.debias = solve, debias
@@ -216,6 +257,10 @@ class GaussianLabelDistance:
     changes nothing, and no Sinkhorn problem is solved.
     """
 
+    # (b x n_s) buffers per target group: the centred products, kept for their gradient, and
+    # up to three of their size in the backward pass of the nuclear norm and the masks.
+    work_buffers = 4
+
     def __init__(self, solve: Callable[..., SinkhornResult], debias: bool) -> None:
         self.debias = debias
 
@@ -240,9 +285,12 @@ def _means(groups: ClassGroups) -> Tensor:
 
 
 def _spread(groups: ClassGroups, means: Tensor) -> Tensor:
-    """(G,) trace of each group's covariance: mean squared distance to the group mean."""
-    centred = (groups.x - means.unsqueeze(1)).pow(2).sum(-1)  # (G, n)
-    return (groups.weights * centred).sum(-1)
+    """(G,) trace of each group's covariance: mean squared distance to the group mean.
+
+    One group at a time: a (G, n, d) temporary would be the size of the whole source set.
+    """
+    pairs = zip(groups.x, groups.weights, means)
+    return torch.stack([w @ (x - mean).pow(2).sum(-1) for x, w, mean in pairs])  # (G,)
 
 
 def _centred_products(pair: GroupPair, mean_a: Tensor, mean_b: Tensor) -> Tensor:
@@ -251,14 +299,16 @@ def _centred_products(pair: GroupPair, mean_a: Tensor, mean_b: Tensor) -> Tensor
     <x - mu, y - nu> = (|x|^2 + |y|^2 - |x - y|^2) / 2 - <x, nu> - <mu, y> + <mu, nu>.
     """
     xa, xb = pair.a.x, pair.b.x
+    norms_b = torch.linalg.vector_norm(xb, dim=-1).square()  # (G_b, n_b), no (G_b, n_b, d) copy
     rows = 0.5 * xa.pow(2).sum(-1).unsqueeze(-1) - torch.einsum("gnd,hd->gnh", xa, mean_b)
-    cols = 0.5 * xb.pow(2).sum(-1).unsqueeze(0) - torch.einsum("gd,hmd->ghm", mean_a, xb)
+    cols = 0.5 * norms_b.unsqueeze(0) - torch.einsum("gd,hmd->ghm", mean_a, xb)
     # rows: (G_a, n_a, G_b); cols: (G_a, G_b, n_b)
     cols = cols + (mean_a @ mean_b.T).unsqueeze(-1)  # (G_a, G_b, n_b)
-    half_dist = pair.dist.permute(0, 2, 1, 3) * (0.5 / pair.scale)  # (G_a, G_b, n_a, n_b)
-    products = rows.permute(0, 2, 1).unsqueeze(-1) + cols.unsqueeze(2) - half_dist  # as dist
-    mask = (pair.a.weights > 0)[:, None, :, None] & (pair.b.weights > 0)[None, :, None, :]
-    return products * mask
+    products = rows.permute(0, 2, 1).unsqueeze(-1) + cols.unsqueeze(2)  # (G_a, G_b, n_a, n_b)
+    # One (G_a, G_b, n_a, n_b) buffer: the rest is applied in place.
+    products.sub_(pair.dist.permute(0, 2, 1, 3), alpha=0.5 / pair.scale)
+    products.mul_((pair.a.weights > 0)[:, None, :, None]).mul_((pair.b.weights > 0)[None, :, None])
+    return products
 
 
 def _nuclear_norms(matrices: Tensor) -> Tensor:
@@ -294,6 +344,7 @@ class SourceCache:
         self_value: () OT of the source with itself under the OTDD cost, the source term of
             the debiased distance, else None.
         self_potential: (K_s * m,) its potential, else None.
+        norms: (K_s * m,) squared norms of the source points, for the distance matrices.
         warm: column potentials of the last call's problems by (kind, target label), used as
             warm starts by the next call.
     """
@@ -304,6 +355,7 @@ class SourceCache:
     label_costs: Tensor | None
     self_value: Tensor | None
     self_potential: Tensor | None
+    norms: Tensor | None = None
     warm: dict = dataclasses.field(default_factory=dict)
 
 
@@ -327,6 +379,11 @@ class OTDD:
     Shapes: source_x (n_s, d) float, source_y (n_s,) integer labels of any values. The value
     is differentiable with respect to the target features, through the label distances too
     unless `detach_label_cost`; Sinkhorn values use the envelope gradient (see `sinkhorn`).
+    `per_group` forms that gradient with the values, in chunks of target groups whose work
+    buffers fit in `chunk_bytes` (by default the size of the source features, which keeps a
+    step within twice the source features plus the target batch when one group's buffers fit),
+    and keeps only it for the backward pass; `whole` leaves it to autograd, which keeps its
+    cost matrices and transport plans until then.
 
     Reference:
         D. Alvarez-Melis and N. Fusi. Geometric dataset distances via optimal transport.
@@ -350,8 +407,9 @@ class OTDD:
         label_weight: float = 1.0,
         detach_label_cost: bool = False,
         warm_start: bool = True,
+        chunk_bytes: int | None = None,
     ) -> None:
-        self.options, self.debias = options, debias
+        self.options, self.debias, self.chunk_bytes = options, debias, chunk_bytes
         self.feature_scale, self.label_weight = feature_scale, label_weight
         self.detach_label_cost, self.warm_start = detach_label_cost, warm_start
         self.label_distance = LABEL_DISTANCES.get(inner)(self.solve, debias)
@@ -361,19 +419,102 @@ class OTDD:
     def per_group(self, groups: ClassGroups, keys: Sequence[Hashable]) -> Tensor:
         """(G,) distance from each target group, all points given its class, to the source.
 
-        `keys` (one per group, e.g. the original label) index the warm-start potentials.
+        `keys` (one per group, e.g. the original label) index the warm-start potentials. The
+        groups are solved in chunks whose work buffers fit in `chunk_bytes`, and the gradient
+        w.r.t. `groups.x` is formed with the values, chunk by chunk: the backward pass keeps
+        only that (G, b, d) gradient, no cost matrix or transport plan.
         """
-        dist = group_distances(groups, self.cache.groups, self.feature_scale)  # (G, b, K_s, m)
-        self_target = self._self_ot(groups) if self.debias else None  # (G,)
-        label_costs = self._label_costs(groups, dist, self_target, keys)  # (G, K_s)
-        cost = self._ground_cost(dist, label_costs)  # (G, b, K_s m)
-        source_weights = self.cache.groups.flat_weights().expand(len(cost), -1)  # (G, K_s m)
-        cross = self._solve_warm("outer", keys, cost, groups.weights, source_weights)
-        if not self.debias:
-            return cross
-        # A one-label group's own label distance is zero (debiased or Gaussian), so its self
-        # term under the OTDD cost is its plain entropic OT with itself.
-        return cross - 0.5 * (self_target + self.cache.self_value)
+        track = torch.is_grad_enabled() and groups.x.requires_grad
+        own = self._self_problems(groups) if self.debias else None  # (b, b) problems, one batch
+        values = groups.x.new_empty(len(groups.x))  # (G,)
+        gradient = torch.empty_like(groups.x) if track else None  # (G, b, d)
+        self_weights = torch.zeros_like(values)  # (G,) derivatives w.r.t. the self terms
+        for part in self._chunks(groups):
+            self_target = None if own is None else own.value[part].clone()
+            terms = self._chunk_terms(groups.select(part), self_target, keys[part], track)
+            values[part] = terms[0]
+            if track:
+                gradient[part], self_weights[part] = terms[1], terms[2]
+        if track and own is not None:
+            gradient += self._self_gradient(groups.x.detach(), own.plan, self_weights)
+        return envelope_value(groups.x, values, gradient) if track else values
+
+    def _chunks(self, groups: ClassGroups) -> list[slice]:
+        """Slices of at least one group whose work buffers take at most `chunk_bytes`."""
+        source = self.cache.groups
+        point_bytes = source.x.shape[-1] * source.x.element_size()
+        budget = self.chunk_bytes or int(source.counts.sum()) * point_bytes
+        size = groups.x.shape[1] * source.weights.numel() * groups.x.element_size()
+        buffers = OUTER_BUFFERS + self.label_distance.work_buffers  # each (b, n_s) per group
+        step = max(1, budget // (buffers * size))
+        return [slice(start, start + step) for start in range(0, len(groups.x), step)]
+
+    def _chunk_terms(self, groups, self_target, keys, track) -> tuple[Tensor, ...]:
+        """Distances (c,) of a chunk of groups, given their self terms (c,) or None.
+
+        With `track`, also their (c, b, d) gradients w.r.t. the points, self terms held fixed,
+        and (c,) derivatives w.r.t. the self terms; else None for both. The outer problem is
+        solved without autograd: its plan gives the gradient.
+        """
+        points = dataclasses.replace(groups, x=groups.x.detach().requires_grad_(track))
+        if self_target is not None:
+            self_target.requires_grad_(track and not self.detach_label_cost)
+        dist, label_costs = self._label_terms(points, self_target, keys, track)
+
+        # The distances become the outer cost in place; autograd would object if the label
+        # costs had kept them for their backward pass.
+        costs = dist.detach().add_(self.label_weight * label_costs.detach()[:, None, :, None])
+        source_weights = self.cache.groups.flat_weights().expand(len(dist), -1)  # (c, K_s m)
+        outer = self._solve_warm("outer", keys, costs.flatten(2), groups.weights, source_weights)
+        values = outer.value
+        if self.debias:
+            # A one-label group's own label distance is zero (debiased or Gaussian), so its self
+            # term under the OTDD cost is its plain entropic OT with itself.
+            values = values - 0.5 * (self_target.detach() + self.cache.self_value)
+        if not track:
+            return values, None, None
+        plan = outer.plan.view(dist.shape)  # (c, b, K_s, m)
+        return values, *self._chunk_gradient(points, self_target, dist, plan, label_costs)
+
+    def _label_terms(self, groups, self_target, keys, track) -> tuple[Tensor, Tensor]:
+        """Distances to the source (c, b, K_s, m) and label costs (c, K_s) of a chunk.
+
+        With `track`, the label costs keep their autograd graph back to the groups' points, to
+        the self terms and to the distances, which are computed without it and made a leaf.
+        """
+        with torch.no_grad():  # (c, b, K_s, m)
+            dist = group_distances(groups, self.cache.groups, self.feature_scale, self.cache.norms)
+        dist.requires_grad_(track and not self.detach_label_cost)
+        with torch.set_grad_enabled(track):
+            label_costs = self._label_costs(groups, dist, self_target, keys)  # (c, K_s)
+        return dist, label_costs
+
+    def _chunk_gradient(
+        self, groups, self_target, dist, plan, label_costs
+    ) -> tuple[Tensor, Tensor]:
+        """(c, b, d) gradient of a chunk's distances w.r.t. its points, (c,) w.r.t. self terms.
+
+        The outer value's gradient w.r.t. its cost is its plan P (envelope theorem). The cost
+        is the distances plus `label_weight` times the label costs, so P passes to the label
+        costs by its mass on each source class, and to the distances as it is; autograd takes
+        the label costs back to the distances, points and self terms. `plan` is overwritten
+        with the gradient w.r.t. the distances.
+        """
+        mass = plan.sum((1, 3))  # (c, K_s) mass moved to each source class
+        through_labels = self.label_weight * (mass * label_costs).sum()
+        inputs = (dist, groups.x, self_target)
+        through_dist, through_points, through_self = _gradients(through_labels, inputs)
+        if through_dist is not None:
+            plan += through_dist  # (c, b, K_s, m)
+        source = self.cache.groups.x.flatten(0, 1)  # (K_s m, d)
+        weights = plan.flatten(2)  # (c, b, K_s m)
+        gradient = squared_distances_gradient(
+            groups.x.detach(), source, weights, self.feature_scale
+        )
+        if through_points is not None:
+            gradient += through_points
+        self_weights = torch.full_like(mass[:, 0], -0.5 if self.debias else 0.0)  # outer debias
+        return gradient, self_weights if through_self is None else self_weights + through_self
 
     def whole(self, groups: ClassGroups, keys: Sequence[Hashable]) -> Tensor:
         """() distance from the target set made of all `groups` (with their labels)."""
@@ -384,7 +525,7 @@ class OTDD:
         cost = self._ground_cost(dist, label_costs).flatten(0, 1).unsqueeze(0)  # (1, Gb, K_s m)
         weights = groups.flat_weights().unsqueeze(0)  # (1, G b)
         source_weights = self.cache.groups.flat_weights().unsqueeze(0)  # (1, K_s m)
-        cross = self._solve_warm("whole", [tuple(keys)], cost, weights, source_weights)[0]
+        cross = self._solve_warm("whole", [tuple(keys)], cost, weights, source_weights).value[0]
         if not self.debias:
             return cross
         pair = GroupPair(groups, groups, within, self.feature_scale, self_groups, self_groups)
@@ -397,15 +538,17 @@ class OTDD:
         order = torch.arange(len(y), device=y.device)
         index = class_index(classes, len(labels), order, None)  # (K_s, m)
         groups = ClassGroups.gather(x, index, torch.arange(len(labels), device=y.device))
+        norms = groups.x.pow(2).sum(-1).flatten()  # (K_s m,)
         if not self.debias:  # nothing else about the source enters the distance
-            return SourceCache(groups, labels, None, None, None, None)
+            return SourceCache(groups, labels, None, None, None, None, norms)
         with torch.no_grad():
             within = group_distances(groups, groups, self.feature_scale)  # (K_s, m, K_s, m)
             self_classes = self._self_ot(groups, within)  # (K_s,)
             pair = GroupPair(groups, groups, within, self.feature_scale, self_classes, self_classes)
             result, label_costs = self.dataset_self_ot(pair)
         logger.debug("source work done: %d points in %d classes", len(y), len(labels))
-        return SourceCache(groups, labels, self_classes, label_costs, result.value[0], result.g[0])
+        terms = (self_classes, label_costs, result.value[0], result.g[0])
+        return SourceCache(groups, labels, *terms, norms)
 
     def dataset_self_ot(self, pair: GroupPair) -> tuple[SinkhornResult, Tensor]:
         """OT under the OTDD cost of the labeled set `pair.a` (== `pair.b`) with itself.
@@ -425,6 +568,22 @@ class OTDD:
         else:
             cost = torch.diagonal(within, dim1=0, dim2=2).permute(2, 0, 1)  # (G, n, n)
         return self.solve(cost, groups.weights, groups.weights, symmetric=True).value
+
+    def _self_problems(self, groups: ClassGroups) -> SinkhornResult:
+        """Entropic OT of each group with itself, solved without autograd: G (n, n) problems."""
+        with torch.no_grad():
+            cost = squared_distances(groups.x, groups.x).mul_(self.feature_scale)  # (G, n, n)
+            return self.solve(cost, groups.weights, groups.weights, symmetric=True)
+
+    def _self_gradient(self, x: Tensor, plans: Tensor, weights: Tensor) -> Tensor:
+        """(G, n, d) gradient w.r.t. x (G, n, d) of the self terms' values times `weights` (G,).
+
+        Each value's gradient w.r.t. its cost is its plan (G, n, n); the points are both the
+        rows and the columns of the cost, so the plan acts from both sides.
+        """
+        weighted = plans * weights[:, None, None]  # (G, n, n)
+        both_sides = weighted + weighted.transpose(-1, -2)  # (G, n, n)
+        return squared_distances_gradient(x, x, both_sides, self.feature_scale)
 
     def _label_costs(self, groups, dist, self_target, keys) -> Tensor:
         """(G, K_s) label distances from the target groups to the source classes."""
@@ -460,11 +619,11 @@ class OTDD:
             self.warned = True
         return result
 
-    def _solve_warm(self, kind, keys, cost, a, b) -> Tensor:
-        """Values of a batch of problems started from the potentials stored under `keys`."""
+    def _solve_warm(self, kind, keys, cost, a, b) -> SinkhornResult:
+        """A batch of problems started from the potentials stored under `keys`."""
         result = self.solve(cost, a, b, self._warm(kind, keys))
         self._remember(kind, keys, result.g)
-        return result.value
+        return result
 
     def _warm(self, kind: str, keys: Sequence[Hashable]) -> Tensor | None:
         """Stacked potentials of earlier problems under `keys`, or None unless all are known."""
@@ -477,3 +636,12 @@ class OTDD:
         if self.warm_start and potentials is not None:
             for key, potential in zip(keys, potentials):
                 self.cache.warm[(kind, key)] = potential.detach()
+
+
+def _gradients(output: Tensor, inputs: tuple[Tensor | None, ...]) -> list[Tensor | None]:
+    """Gradients of the scalar `output` w.r.t. `inputs`; None for those it does not reach."""
+    if not output.requires_grad:
+        return [None] * len(inputs)
+    wanted = [x for x in inputs if x is not None and x.requires_grad]
+    found = iter(torch.autograd.grad(output, wanted, allow_unused=True))
+    return [next(found) if x is not None and x.requires_grad else None for x in inputs]

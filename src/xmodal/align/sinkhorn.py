@@ -304,7 +304,7 @@ class _ScalingState:
         value = (self.a * f).sum(-1) + (self.b * g).sum(-1)  # (B,)
         plan = self.kernel.mul_((self.a * self.u).unsqueeze(-1)).mul_(self.v.unsqueeze(-2))
         return SinkhornResult(
-            value=_EnvelopeValue.apply(cost, value, plan),
+            value=envelope_value(cost, value, plan),
             f=f,
             g=g,
             plan=plan,
@@ -346,18 +346,35 @@ def _row_sums(kernel: Tensor, v: Tensor) -> Tensor:
     return torch.stack([torch.mv(k, x) for k, x in zip(kernel, v)])
 
 
+def envelope_value(inputs: Tensor, value: Tensor, gradient: Tensor) -> Tensor:
+    """(B,) `value`, differentiable w.r.t. `inputs` (B, ...) with a gradient known in advance.
+
+    For values computed without autograd whose gradients were computed with them: Sinkhorn
+    values and their plans (the gradient w.r.t. the cost at the optimum), or distances whose
+    gradient w.r.t. the points was formed eagerly. Only `gradient` is kept for the backward
+    pass, which scales problem k's gradient by the incoming gradient of value k.
+
+    Args:
+        inputs: (B, ...) the tensor the values depend on.
+        value: (B,) the values, without autograd history.
+        gradient: (B, ...) shaped like `inputs`: the gradient of value k in its slice k.
+    """
+    return _EnvelopeValue.apply(inputs, value, gradient)
+
+
 class _EnvelopeValue(torch.autograd.Function):
-    """Pass a value computed without autograd; its gradient w.r.t. the cost is the plan."""
+    """See `envelope_value`."""
 
     @staticmethod
-    def forward(ctx, cost: Tensor, value: Tensor, plan: Tensor) -> Tensor:
-        ctx.save_for_backward(plan)
+    def forward(ctx, inputs: Tensor, value: Tensor, gradient: Tensor) -> Tensor:
+        ctx.save_for_backward(gradient)
         return value.clone()
 
     @staticmethod
     def backward(ctx, grad_value: Tensor) -> tuple[Tensor, None, None]:
-        (plan,) = ctx.saved_tensors
-        return plan * grad_value[:, None, None], None, None
+        (gradient,) = ctx.saved_tensors
+        scale = grad_value.view(-1, *[1] * (gradient.dim() - 1))  # (B, 1, ...)
+        return gradient * scale, None, None
 
 
 def _weights(w: Tensor | None, cost: Tensor, dim: int) -> Tensor:
