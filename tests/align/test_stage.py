@@ -73,3 +73,21 @@ def test_orca_run_records_alignment(splits_of, tmp_path):
     assert metrics["timings"]["align_s"] > 0
     steps = json.loads((tmp_path / "run" / "alignment.json").read_text())["objective"]
     assert len(steps) == 5
+
+
+def test_source_only_work_is_read_back_from_disk(tmp_path, splits_of):
+    from xmodal.align.objectives import ObjectiveConfig, build_objective
+
+    rng = np.random.default_rng(0)
+    source_x = torch.from_numpy(rng.normal(size=(60, 8)).astype(np.float32))
+    source_y = torch.from_numpy(np.arange(60) % 3)
+    target_x = source_x[:20] + 0.5
+    first = build_objective(ObjectiveConfig(), source_x, source_y, cache_dir=tmp_path)
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".pt"
+    second = build_objective(ObjectiveConfig(), source_x, source_y, cache_dir=tmp_path)
+    assert torch.equal(second.cache.self_value, first.cache.self_value)
+    value = first(target_x, source_y[:20])
+    assert torch.allclose(second(target_x, source_y[:20]), value)
+    other = build_objective(ObjectiveConfig(reg=0.2), source_x, source_y, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2 and other.cache is not None

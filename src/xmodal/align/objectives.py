@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 import logging
+import os
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -112,11 +115,26 @@ class AlignmentObjective(abc.ABC):
         source_y: (n_s,) integer source labels.
     """
 
-    def __init__(self, config: ObjectiveConfig, source_x: Tensor, source_y: Tensor) -> None:
+    def __init__(
+        self,
+        config: ObjectiveConfig,
+        source_x: Tensor,
+        source_y: Tensor,
+        cache_file: Path | None = None,
+    ) -> None:
         check_labeled_points("source", source_x, source_y)
         self.config = config
         self.width, self.dtype, self.device = source_x.shape[1], source_x.dtype, source_x.device
-        self.cache = self.build_cache(source_x.detach(), source_y)
+        stored = None
+        if cache_file is not None and cache_file.is_file():
+            stored = torch.load(cache_file, weights_only=False)
+            logger.debug("source-only work read from %s", cache_file)
+        self.cache = self.build_cache(source_x.detach(), source_y, stored)
+        if cache_file is not None and stored is None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            partial_file = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(self.cache, partial_file)
+            partial_file.replace(cache_file)  # atomic: concurrent runs never read half a file
 
     def __call__(self, target_x: Tensor, target_y: Tensor) -> Tensor:
         check_labeled_points("target", target_x, target_y)
@@ -138,8 +156,8 @@ class AlignmentObjective(abc.ABC):
         return self.distance(target_x, target_y)
 
     @abc.abstractmethod
-    def build_cache(self, source_x: Tensor, source_y: Tensor) -> Any:
-        """Do the source-only work; the result becomes `self.cache`."""
+    def build_cache(self, source_x: Tensor, source_y: Tensor, stored: Any = None) -> Any:
+        """Do the source-only work (or adopt `stored`, read from disk); it becomes `self.cache`."""
 
     @abc.abstractmethod
     def distance(self, target_x: Tensor, target_y: Tensor) -> Tensor:
@@ -150,16 +168,34 @@ OBJECTIVES: Registry[type[AlignmentObjective]] = Registry("alignment objective")
 
 
 def build_objective(
-    config: ObjectiveConfig, source_x: Tensor, source_y: Tensor
+    config: ObjectiveConfig,
+    source_x: Tensor,
+    source_y: Tensor,
+    cache_dir: Path | None = None,
 ) -> AlignmentObjective:
     """The objective named by `config.name`, with its source-only work done.
+
+    With `cache_dir`, the source-only work is stored there under a key made of the source
+    points, labels and settings, and read back by later runs instead of being recomputed.
 
     Example:
         >>> objective = build_objective(ObjectiveConfig(), source_x, source_y)
         >>> loss = objective(embedder_features, target_labels)  # () tensor
         >>> loss.backward()
     """
-    return OBJECTIVES.get(config.name)(config, source_x, source_y)
+    cache_file = None
+    if cache_dir is not None:
+        cache_file = Path(cache_dir) / f"{config.name}-{_source_key(config, source_x, source_y)}.pt"
+    return OBJECTIVES.get(config.name)(config, source_x, source_y, cache_file)
+
+
+def _source_key(config: ObjectiveConfig, source_x: Tensor, source_y: Tensor) -> str:
+    """A digest of everything the source-only work depends on."""
+    digest = hashlib.sha1(config.to_json().encode())
+    for tensor in (source_x, source_y):
+        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def otdd(
@@ -246,7 +282,9 @@ class _OTDDObjective(AlignmentObjective):
     feature_scale = 1.0
     label_weight = 1.0
 
-    def build_cache(self, source_x: Tensor, source_y: Tensor) -> SourceCache:
+    def build_cache(
+        self, source_x: Tensor, source_y: Tensor, stored: SourceCache | None = None
+    ) -> SourceCache:
         self.otdd = OTDD(
             source_x,
             source_y,
@@ -258,6 +296,7 @@ class _OTDDObjective(AlignmentObjective):
             detach_label_cost=self.config.detach_label_cost,
             warm_start=self.config.warm_start,
             chunk_bytes=self.config.chunk_bytes(),
+            cache=stored,
         )
         return self.otdd.cache
 
@@ -289,8 +328,14 @@ class ClasswiseOTDD(_OTDDObjective):
     selection = "random"
     min_class_size = 1  # classes with fewer target points are left out
 
-    def __init__(self, config: ObjectiveConfig, source_x: Tensor, source_y: Tensor) -> None:
-        super().__init__(config, source_x, source_y)
+    def __init__(
+        self,
+        config: ObjectiveConfig,
+        source_x: Tensor,
+        source_y: Tensor,
+        cache_file: Path | None = None,
+    ) -> None:
+        super().__init__(config, source_x, source_y, cache_file)
         self.generator = torch.Generator().manual_seed(config.seed)
 
     def distance(self, target_x: Tensor, target_y: Tensor) -> Tensor:
@@ -358,7 +403,11 @@ class MMDObjective(AlignmentObjective):
     points, fixed at construction so that the source term can be cached.
     """
 
-    def build_cache(self, source_x: Tensor, source_y: Tensor) -> DiscrepancyCache:
+    def build_cache(
+        self, source_x: Tensor, source_y: Tensor, stored: DiscrepancyCache | None = None
+    ) -> DiscrepancyCache:
+        if stored is not None:
+            return stored
         spread = float(mean_squared_distance(source_x)) if len(source_x) > 1 else 0.0
         widths = tuple(width * (spread or 1.0) for width in self.config.mmd_bandwidths)
         kernel = partial(gaussian_kernel_mean, bandwidths=widths)
@@ -377,7 +426,11 @@ class EnergyObjective(AlignmentObjective):
     Labels are not used. Zero for equal sets, positive between different distributions.
     """
 
-    def build_cache(self, source_x: Tensor, source_y: Tensor) -> DiscrepancyCache:
+    def build_cache(
+        self, source_x: Tensor, source_y: Tensor, stored: DiscrepancyCache | None = None
+    ) -> DiscrepancyCache:
+        if stored is not None:
+            return stored
         return DiscrepancyCache(source_x, blockwise_mean(mean_distance, source_x, source_x))
 
     def distance(self, target_x: Tensor, target_y: Tensor) -> Tensor:

@@ -383,7 +383,8 @@ class OTDD:
     buffers fit in `chunk_bytes` (by default the size of the source features, which keeps a
     step within twice the source features plus the target batch when one group's buffers fit),
     and keeps only it for the backward pass; `whole` leaves it to autograd, which keeps its
-    cost matrices and transport plans until then.
+    cost matrices and transport plans until then. A `cache` computed earlier for the same
+    source and settings (e.g. read from disk) replaces the source-only work.
 
     Reference:
         D. Alvarez-Melis and N. Fusi. Geometric dataset distances via optimal transport.
@@ -408,13 +409,14 @@ class OTDD:
         detach_label_cost: bool = False,
         warm_start: bool = True,
         chunk_bytes: int | None = None,
+        cache: SourceCache | None = None,
     ) -> None:
         self.options, self.debias, self.chunk_bytes = options, debias, chunk_bytes
         self.feature_scale, self.label_weight = feature_scale, label_weight
         self.detach_label_cost, self.warm_start = detach_label_cost, warm_start
         self.label_distance = LABEL_DISTANCES.get(inner)(self.solve, debias)
         self.warned = False
-        self.cache = self.build_cache(source_x.detach(), source_y)
+        self.cache = cache if cache is not None else self.build_cache(source_x.detach(), source_y)
 
     def per_group(self, groups: ClassGroups, keys: Sequence[Hashable]) -> Tensor:
         """(G,) distance from each target group, all points given its class, to the source.

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from xmodal.align.labels import target_labels
 from xmodal.align.objectives import ObjectiveConfig, build_objective
 from xmodal.align.proxy import source_features
+from xmodal.bodies import cache_dir
 from xmodal.config import Config, check_positive
 from xmodal.data.arrays import TaskData
 from xmodal.model.embedder import Embedder
@@ -50,6 +51,9 @@ class AlignConfig(Config):
     """At most this many source points (class-balanced subsample)."""
     pseudo_labels: int = 10
     """k of the k-means pseudo-labels for targets that are not class ids."""
+    cache_source_work: bool = True
+    """Keep the source-only work of the objective on disk ($XMODAL_CACHE/align) so that later
+    runs with the same body, proxy and settings skip it."""
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     """The distance minimised (OTDD variants, MMD or mean pairwise L2) and its settings."""
 
@@ -89,7 +93,8 @@ def align_embedder(
     embedder.standardize.fit(x)
     labels = target_labels(data.splits.y_train, data.task_type, config.pseudo_labels, seed)
     source_x, source_y = source_features(model.body, config.proxy, config.source_points)
-    objective = build_objective(config.objective, source_x.float(), source_y.long())
+    cache = cache_dir() / "align" if config.cache_source_work else None
+    objective = build_objective(config.objective, source_x.float(), source_y.long(), cache)
 
     rng = np.random.default_rng(seed)
     fixed = sample_per_class(labels, config.objective.points_per_class, rng)
