@@ -31,6 +31,9 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
     root.propagate = False
     for noisy in ("transformers", "huggingface_hub", "sktime"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars on every body load
 
 
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
