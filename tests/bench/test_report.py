@@ -75,6 +75,7 @@ def test_report_files_tables_and_plots(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "## Low-data study" in text
     assert "| darcy | 0.1 | rel-l2 ↓ | 0.4 | **0.3** |" in text
+    assert "| ecg | 1 |" not in text  # run at one fraction only: not part of the study
     assert "| orca | 1.00 | 1.00 | 1.00 | 1.00 |" in text  # best on both tasks
     assert "| finetune | 0.00 | 0.00 | 0.00 | 0.50 |" in text  # ratios 3 (ecg) and 2 (darcy)
     assert "- ecg / orca / seed 1 / fraction 1: ValueError: bad" in text

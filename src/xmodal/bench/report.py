@@ -131,6 +131,14 @@ def headline_fraction(summaries: list[Summary]) -> float:
     return max(s.fraction for s in summaries)
 
 
+def low_data_summaries(summaries: list[Summary]) -> list[Summary]:
+    """The summaries of the tasks run at more than one training fraction."""
+    fractions = defaultdict(set)
+    for s in summaries:
+        fractions[s.task].add(s.fraction)
+    return [s for s in summaries if len(fractions[s.task]) > 1]
+
+
 def task_losses(summaries: list[Summary], fraction: float) -> dict[str, dict[str, float]]:
     """losses[task][method] of the mean test metric at `fraction` (see `profile.as_loss`)."""
     losses: dict[str, dict[str, float]] = defaultdict(dict)
@@ -315,7 +323,6 @@ def write_report(out: str | Path) -> Report:
     records, methods = grid_order(records, out)
     files = write_results(records, out)
     summaries = summarize(records)
-    fractions = sorted({s.fraction for s in summaries})
     main = headline_fraction(summaries)
     headline = results_table(summaries, [main], methods)
     ratios = performance_ratios(task_losses(summaries, main))
@@ -326,8 +333,11 @@ def write_report(out: str | Path) -> Report:
         f"# Benchmark report\n\n{_overview(records, main)}",
         f"## Test metric\n\n{headline}",
     ]
-    if len(fractions) > 1:
-        sections.append(f"## Low-data study\n\n{results_table(summaries, fractions, methods)}")
+    low_data = low_data_summaries(summaries)
+    if low_data:
+        fractions = sorted({s.fraction for s in low_data})
+        used = [m for m in methods if any(s.method == m for s in low_data)]
+        sections.append(f"## Low-data study\n\n{results_table(low_data, fractions, used)}")
     sections.append(
         f"## Performance profile\n\n![performance profile](performance_profile.png)\n\n"
         f"{profile_table(ratios)}"
