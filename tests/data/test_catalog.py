@@ -189,8 +189,39 @@ def test_listops_labels_are_expression_values():
 def test_chorale_targets_are_next_step():
     splits = load_task("chorales", scale=SCALE)
     assert splits.x_train.shape[1] == music.N_KEYS
-    np.testing.assert_array_equal(splits.x_train[:, :, 1:], splits.y_train[:, :, :-1])
+    assert splits.x_train.shape[2] == music.WINDOW
+    assert splits.y_train.shape == (len(splits.x_train), music.N_KEYS)
     assert 0.0 < splits.x_train.mean() < 0.2  # about four voices of 88 keys sound per step
+
+
+def test_chorale_windows_hold_only_steps_before_their_target():
+    roll = np.random.default_rng(0).integers(0, 2, (music.N_KEYS, 40)).astype(np.float32)
+    x, y = music.windows(roll)
+    starts = range(0, 40 - music.WINDOW, music.STRIDE)
+    assert x.shape == (len(starts), music.N_KEYS, music.WINDOW)
+    for i, start in enumerate(starts):
+        np.testing.assert_array_equal(x[i], roll[:, start : start + music.WINDOW])
+        np.testing.assert_array_equal(y[i], roll[:, start + music.WINDOW])
+    short_x, short_y = music.windows(roll[:, : music.WINDOW])  # no step left to predict
+    assert short_x.shape == (0, music.N_KEYS, music.WINDOW) and short_y.shape == (0, music.N_KEYS)
+
+
+def test_harmony_inputs_hold_the_melody_and_targets_the_lower_voices():
+    steps = music.HARMONY_WINDOW + music.HARMONY_STRIDE
+    rolls = np.random.default_rng(1).integers(0, 2, (4, music.N_KEYS, steps)).astype(np.float32)
+    x, y = music.harmony_windows(rolls)
+    assert x.shape == y.shape == (2, music.N_KEYS, music.HARMONY_WINDOW)
+    for i, start in enumerate((0, music.HARMONY_STRIDE)):
+        window = slice(start, start + music.HARMONY_WINDOW)
+        np.testing.assert_array_equal(x[i], rolls[0][:, window])
+        np.testing.assert_array_equal(y[i], rolls[1:, :, window].max(axis=0))
+
+
+def test_chorale_harmony_loads_dense_targets():
+    splits = load_task("chorale-harmony", scale=SCALE)
+    assert splits.x_train.shape[1:] == splits.y_train.shape[1:] == (music.N_KEYS, 32)
+    # a melody is one note at a time; the three lower voices sound up to three keys
+    assert splits.x_train.sum(axis=1).max() <= 1 and splits.y_train.sum(axis=1).max() <= 3
 
 
 def test_motif_segments_agree_with_presence():

@@ -501,9 +501,9 @@ def _roll(sequence: list) -> np.ndarray:
     description="JSB Chorales (Boulanger-Lewandowski et al. 2012). File: JSB_Chorales.pickle,"
     " a dict with 'train', 'valid', 'test' lists of chorales, each a list of quarter-note"
     " steps holding MIDI note numbers. Returns windows like the built-in `chorales` task:"
-    " input (N, 88, 32), next-step target (N, 88, 32).",
+    " input 16 steps (N, 88, 16), target the notes of the following step (N, 88).",
     dims=1,
-    task_type="dense-multilabel",
+    task_type="multilabel",
     metric="nll",
 )
 def load_jsb_chorales(root: Path) -> Splits:
