@@ -12,8 +12,10 @@ from xmodal.align import ObjectiveConfig, build_objective, otdd
 from xmodal.align.otdd import (
     OTDD,
     ClassGroups,
+    GroupPair,
     SinkhornOptions,
     class_index,
+    group_distances,
     squared_distances_gradient,
 )
 
@@ -251,3 +253,20 @@ def test_class_index_keeps_the_first_points_of_each_class_in_order():
     table = class_index(labels, 2, torch.tensor([4, 3, 2, 1, 0]), limit=2)
     assert table.tolist() == [[4, 1], [3, 2]]
     assert class_index(labels, 2, torch.arange(5), None).tolist() == [[1, 4, -1], [0, 2, 3]]
+
+
+@pytest.mark.parametrize("inner", ["exact", "gaussian"])
+def test_source_work_in_small_chunks_equals_the_dense_computation(inner):
+    xs, ys = clusters([9, 4, 7, 1], dim=3, seed=5)  # unequal classes: padded groups
+    options = SinkhornOptions(reg=0.1, tol=1e-10, max_iter=5000)
+    chunked = OTDD(xs, ys, options, inner=inner, chunk_bytes=64)  # one pair or row at a time
+    whole = OTDD(xs, ys, options, inner=inner)
+
+    groups = whole.cache.groups
+    within = group_distances(groups, groups)  # (K, m, K, m): what the chunks avoid forming
+    pair = GroupPair(groups, groups, within, 1.0, whole.cache.self_values, whole.cache.self_values)
+    dense, dense_labels = whole.dataset_self_ot(pair)
+    for cache in (chunked.cache, whole.cache):
+        assert torch.allclose(cache.label_costs, dense_labels, rtol=1e-8, atol=1e-10)
+        assert float(cache.self_value) == pytest.approx(float(dense.value[0]), rel=1e-8)
+    assert torch.allclose(chunked.cache.self_values, whole.cache.self_values, rtol=1e-10)

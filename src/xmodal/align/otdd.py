@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Hashable, Sequence
 
 import torch
 from torch import Tensor
 
-from xmodal.align.sinkhorn import SinkhornResult, envelope_value, solve_batch
+from xmodal.align.sinkhorn import (
+    SelfTransport,
+    SinkhornResult,
+    envelope_value,
+    solve_batch,
+    symmetric_sinkhorn_by_blocks,
+)
 from xmodal.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -215,20 +222,50 @@ class ExactLabelDistance:
             values = values - 0.5 * (pair.self_a[:, None] + pair.self_b[None, :])
         return values, result.g.view(ga, gb, nb)  # (G_a, G_b), (G_a, G_b, n_b)
 
-    def _within(self, pair: GroupPair) -> Tensor:
-        """(G, G) label distances among the groups of one set: each pair solved once.
+    def among(
+        self,
+        groups: ClassGroups,
+        scale: float,
+        self_values: Tensor | None,
+        max_bytes: int | None = None,
+    ) -> Tensor:
+        """(G, G) label distances among the groups of one set, each pair's cost made from the
+        points when it is solved.
 
-        The matrix is symmetric and its diagonal is known (zero with debias, else each
-        group's OT with itself), so only the pairs i < j are solved.
+        Pairs are solved a chunk at a time whose buffers fit in `max_bytes` (all at once when
+        None), so no (G, n, G, n) distance matrix is formed. `self_values` (G,) are the groups'
+        OT with themselves, required with debias.
         """
-        rows, cols = torch.triu_indices(len(pair.a.x), len(pair.a.x), 1, device=pair.dist.device)
-        cost = pair.dist[rows, :, cols]  # (pairs, n, n)
-        weights = pair.a.weights
-        upper = self.solve(cost, weights[rows], weights[cols]).value if len(rows) else cost[:, 0, 0]
-        diagonal = pair.self_a
+
+        def costs(rows: Tensor, cols: Tensor) -> Tensor:
+            return squared_distances(groups.x[rows], groups.x[cols]).mul_(scale)  # (p, n, n)
+
+        _, n, d = groups.x.shape
+        # Per pair: the two classes' gathered points, then the work buffers of its problem.
+        pair_bytes = (2 * n * d + self.work_buffers * n * n) * groups.x.element_size()
+        return self._from_pairs(groups, costs, self_values, max_bytes, pair_bytes)
+
+    def _within(self, pair: GroupPair) -> Tensor:
+        """(G, G) label distances among the groups of one set, from their distance matrix."""
+        return self._from_pairs(pair.a, lambda rows, cols: pair.dist[rows, :, cols], pair.self_a)
+
+    def _from_pairs(self, groups, costs, diagonal, max_bytes=None, pair_bytes=0) -> Tensor:
+        """(G, G) symmetric label distances from `costs(rows, cols)`, (p, n, n) pair costs.
+
+        The diagonal is known (zero with debias, else each group's OT with itself), so only
+        the pairs i < j are solved, as many at a time as `pair_bytes` each fit in `max_bytes`.
+        """
+        g = len(groups.weights)
+        weights = groups.weights
+        rows, cols = torch.triu_indices(g, g, 1, device=weights.device)
+        values = []  # only the values are kept: each chunk's plans go before the next is solved
+        for part in chunk_slices(len(rows), pair_bytes, max_bytes):
+            r, c = rows[part], cols[part]
+            values.append(self.solve(costs(r, c), weights[r], weights[c]).value)
+        upper = torch.cat(values) if values else weights.new_zeros(0)
         if diagonal is None:  # not debiased: the diagonal is each group's own OT
-            own = torch.diagonal(pair.dist, dim1=0, dim2=2).permute(2, 0, 1)  # (G, n, n)
-            diagonal = self.solve(own, weights, weights, symmetric=True).value
+            index = torch.arange(g, device=weights.device)
+            diagonal = self.solve(costs(index, index), weights, weights, symmetric=True).value
         if self.debias:
             upper = upper - 0.5 * (diagonal[rows] + diagonal[cols])
             diagonal = torch.zeros_like(diagonal)
@@ -278,6 +315,52 @@ class GaussianLabelDistance:
             return pair.scale * _symmetric_matrix(upper, rows, cols, bures.diagonal() * 0), None
         root = _nuclear_norms(cross) / sizes.to(cross.dtype).sqrt()  # (G_a, G_b)
         return pair.scale * (bures - 2 * root).clamp(min=0), None
+
+    def among(
+        self,
+        groups: ClassGroups,
+        scale: float,
+        self_values: Tensor | None,
+        max_bytes: int | None = None,
+    ) -> Tensor:
+        """(G, G) label distances among the groups of one set, from their points.
+
+        Pairs are taken a chunk at a time whose buffers fit in `max_bytes` (all at once when
+        None), so no (G, n, G, n) matrix is formed. `self_values` are not needed.
+        """
+        g, n, d = groups.x.shape
+        means = _means(groups)  # (G, d)
+        spread = _spread(groups, means)  # (G,)
+        rows, cols = torch.triu_indices(g, g, 1, device=means.device)
+        pair_bytes = (2 * n * d + self.work_buffers * n * n) * groups.x.element_size()
+        roots = [
+            _pair_roots(groups, means, rows[part], cols[part])
+            for part in chunk_slices(len(rows), pair_bytes, max_bytes)
+        ]
+        root = torch.cat(roots) if roots else means.new_zeros(0)  # (pairs,)
+        centres = (means[rows] - means[cols]).pow(2).sum(-1)  # (pairs,)
+        upper = (centres + spread[rows] + spread[cols] - 2 * root).clamp(min=0)
+        return scale * _symmetric_matrix(upper, rows, cols, spread * 0)
+
+
+def _pair_roots(groups: ClassGroups, means: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """(p,) trace term tr((S^1/2 S' S^1/2)^1/2) of the group pairs (rows, cols).
+
+    It is the nuclear norm of the centred cross products X Y^T / sqrt(n n'), (p, n, n').
+    """
+    mask = (groups.weights > 0).to(groups.x.dtype)  # (G, n)
+    centred_rows = groups.x[rows].sub_(means[rows, None]).mul_(mask[rows, :, None])  # (p, n, d)
+    centred_cols = groups.x[cols].sub_(means[cols, None]).mul_(mask[cols, :, None])  # (p, n, d)
+    products = centred_rows @ centred_cols.transpose(-1, -2)  # (p, n, n)
+    sizes = (groups.counts[rows] * groups.counts[cols]).to(products.dtype)  # (p,)
+    return _nuclear_norms(products) / sizes.sqrt()
+
+
+def chunk_slices(count: int, item_bytes: int, max_bytes: int | None) -> list[slice]:
+    """Slices of range(count), each of at least one item, whose items take `max_bytes` at most
+    (one slice of all when `max_bytes` is None)."""
+    step = count if max_bytes is None else max(1, max_bytes // max(1, item_bytes))
+    return [slice(start, start + step) for start in range(0, count, max(1, step))]
 
 
 def _means(groups: ClassGroups) -> Tensor:
@@ -343,7 +426,6 @@ class SourceCache:
             None.
         self_value: () OT of the source with itself under the OTDD cost, the source term of
             the debiased distance, else None.
-        self_potential: (K_s * m,) its potential, else None.
         norms: (K_s * m,) squared norms of the source points, for the distance matrices.
         warm: column potentials of the last call's problems by (kind, target label), used as
             warm starts by the next call.
@@ -354,7 +436,6 @@ class SourceCache:
     self_values: Tensor | None
     label_costs: Tensor | None
     self_value: Tensor | None
-    self_potential: Tensor | None
     norms: Tensor | None = None
     warm: dict = dataclasses.field(default_factory=dict)
 
@@ -444,8 +525,7 @@ class OTDD:
     def _chunks(self, groups: ClassGroups) -> list[slice]:
         """Slices of at least one group whose work buffers take at most `chunk_bytes`."""
         source = self.cache.groups
-        point_bytes = source.x.shape[-1] * source.x.element_size()
-        budget = self.chunk_bytes or int(source.counts.sum()) * point_bytes
+        budget = self._work_budget(source)
         size = groups.x.shape[1] * source.weights.numel() * groups.x.element_size()
         buffers = OUTER_BUFFERS + self.label_distance.work_buffers  # each (b, n_s) per group
         step = max(1, budget // (buffers * size))
@@ -542,15 +622,54 @@ class OTDD:
         groups = ClassGroups.gather(x, index, torch.arange(len(labels), device=y.device))
         norms = groups.x.pow(2).sum(-1).flatten()  # (K_s m,)
         if not self.debias:  # nothing else about the source enters the distance
-            return SourceCache(groups, labels, None, None, None, None, norms)
+            return SourceCache(groups, labels, None, None, None, norms)
+        # No (n_s, n_s) matrix is formed: every problem is solved in chunks or blocks whose
+        # buffers fit in the work budget, so memory stays near the source features' size.
+        budget = self._work_budget(groups)
         with torch.no_grad():
-            within = group_distances(groups, groups, self.feature_scale)  # (K_s, m, K_s, m)
-            self_classes = self._self_ot(groups, within)  # (K_s,)
-            pair = GroupPair(groups, groups, within, self.feature_scale, self_classes, self_classes)
-            result, label_costs = self.dataset_self_ot(pair)
+            self_classes = self._self_ot(groups, max_bytes=budget)  # (K_s,)
+            label_costs = self.label_distance.among(
+                groups, self.feature_scale, self_classes, budget
+            )  # (K_s, K_s)
+            self_value = self._source_self_ot(groups, label_costs, budget).value
         logger.debug("source work done: %d points in %d classes", len(y), len(labels))
-        terms = (self_classes, label_costs, result.value[0], result.g[0])
-        return SourceCache(groups, labels, *terms, norms)
+        return SourceCache(groups, labels, self_classes, label_costs, self_value, norms)
+
+    def _work_budget(self, groups: ClassGroups) -> int:
+        """Bytes of work buffers allowed at once: `chunk_bytes`, else the source features'."""
+        point_bytes = groups.x.shape[-1] * groups.x.element_size()
+        return self.chunk_bytes or int(groups.counts.sum()) * point_bytes
+
+    def _source_self_ot(
+        self, groups: ClassGroups, label_costs: Tensor, max_bytes: int
+    ) -> SelfTransport:
+        """OT of the source with itself under the OTDD cost, its cost made a block at a time.
+
+        The points stay in their padded (K_s, m) layout (padding has zero weight), so the
+        columns of class k are k m .. (k + 1) m - 1 and a tile's label costs add class by class.
+        """
+        m = groups.x.shape[1]
+        x = groups.x.flatten(0, 1)  # (K_s m, d), a view
+        norms = x.pow(2).sum(-1)  # (K_s m,)
+        label_rows = (self.label_weight * label_costs).repeat_interleave(m, dim=0)  # (K_s m, K_s)
+
+        def cost_block(rows: slice, cols: slice, out: Tensor) -> Tensor:
+            torch.addmm(norms[cols], x[rows], x[cols].T, alpha=-2, out=out)  # (r, c)
+            out.add_(norms[rows, None]).clamp_(min=0).mul_(self.feature_scale)
+            for k in range(cols.start // m, (cols.stop - 1) // m + 1):  # classes of the columns
+                low, high = max(cols.start, k * m), min(cols.stop, (k + 1) * m)
+                out[:, low - cols.start : high - cols.start].add_(label_rows[rows, k, None])
+            return out
+
+        # Two (side, side) tiles: the cost and its logits.
+        side = max(1, math.isqrt(max_bytes // (2 * x.element_size())))
+        options = self.options
+        result = symmetric_sinkhorn_by_blocks(
+            cost_block, groups.flat_weights(), options.reg, max_iter=options.max_iter,
+            tol=options.tol, scaling=options.scaling, block_size=side,
+        )  # fmt: skip
+        self._warn_unconverged(result.converged, result.error)
+        return result
 
     def dataset_self_ot(self, pair: GroupPair) -> tuple[SinkhornResult, Tensor]:
         """OT under the OTDD cost of the labeled set `pair.a` (== `pair.b`) with itself.
@@ -563,13 +682,26 @@ class OTDD:
         weights = pair.a.flat_weights().unsqueeze(0)  # (1, G n)
         return self.solve(cost, weights, weights, symmetric=True), label_costs
 
-    def _self_ot(self, groups: ClassGroups, within: Tensor | None = None) -> Tensor:
-        """(G,) entropic OT of each group with itself, from (G, n, G, n) or own distances."""
-        if within is None:
-            cost = squared_distances(groups.x, groups.x) * self.feature_scale  # (G, n, n)
-        else:
+    def _self_ot(
+        self, groups: ClassGroups, within: Tensor | None = None, max_bytes: int | None = None
+    ) -> Tensor:
+        """(G,) entropic OT of each group with itself, from (G, n, G, n) or own distances.
+
+        Without `within`, groups are solved a chunk at a time whose buffers fit in `max_bytes`.
+        """
+        if within is not None:
             cost = torch.diagonal(within, dim1=0, dim2=2).permute(2, 0, 1)  # (G, n, n)
-        return self.solve(cost, groups.weights, groups.weights, symmetric=True).value
+            return self.solve(cost, groups.weights, groups.weights, symmetric=True).value
+        n = groups.weights.shape[1]
+        # The cost and kernel of each problem, and about as much again in the solver's
+        # temporaries and the allocator's slack (measured on the source work).
+        group_bytes = 2 * OUTER_BUFFERS * n * n * groups.x.element_size()
+        values = []
+        for part in chunk_slices(len(groups.x), group_bytes, max_bytes):
+            chunk = groups.select(part)
+            cost = squared_distances(chunk.x, chunk.x).mul_(self.feature_scale)  # (c, n, n)
+            values.append(self.solve(cost, chunk.weights, chunk.weights, symmetric=True).value)
+        return torch.cat(values)
 
     def _self_problems(self, groups: ClassGroups) -> SinkhornResult:
         """Entropic OT of each group with itself, solved without autograd: G (n, n) problems."""
@@ -612,14 +744,18 @@ class OTDD:
     ) -> SinkhornResult:
         """`SinkhornOptions.solve`, warning once per distance when a problem does not converge."""
         result = self.options.solve(cost, a, b, init, symmetric)
-        if not result.converged and not self.warned:
+        self._warn_unconverged(result.converged, result.error)
+        return result
+
+    def _warn_unconverged(self, converged: bool, error: float) -> None:
+        """Warn, once per distance, that a Sinkhorn problem stopped before `tol`."""
+        if not converged and not self.warned:
             logger.warning(
                 "OTDD: Sinkhorn stopped at marginal error %.1e > tol=%.0e after max_iter=%d "
                 "iterations (reg=%g); raise max_iter or reg, or loosen tol (said once)",
-                result.error, self.options.tol, self.options.max_iter, self.options.reg,
+                error, self.options.tol, self.options.max_iter, self.options.reg,
             )  # fmt: skip
             self.warned = True
-        return result
 
     def _solve_warm(self, kind, keys, cost, a, b) -> SinkhornResult:
         """A batch of problems started from the potentials stored under `keys`."""

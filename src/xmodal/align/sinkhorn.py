@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -212,6 +213,164 @@ def sinkhorn_divergence(
     return cross - 0.5 * (self_x + self_y)
 
 
+@dataclasses.dataclass
+class SelfTransport:
+    """What `symmetric_sinkhorn_by_blocks` returns for one measure of `n` points.
+
+    Attributes:
+        value: () entropic OT value of the measure with itself (no autograd history).
+        potential: (n,) its potential f, the same for rows and columns.
+        n_iter: iterations run at the final regularisation.
+        error: L1 error of the marginal at the last iteration.
+        converged: whether `error` fell below `tol` within `max_iter` iterations.
+    """
+
+    value: Tensor
+    potential: Tensor
+    n_iter: int
+    error: float
+    converged: bool
+
+
+def symmetric_sinkhorn_by_blocks(
+    cost_block: Callable[[slice, slice, Tensor], Tensor],
+    a: Tensor,
+    reg: float,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-2,
+    scaling: float = 0.5,
+    block_size: int = 1024,
+) -> SelfTransport:
+    r"""Entropic OT of a measure with itself, forming its cost matrix one tile at a time.
+
+    The problem, value and iterations are those of ``sinkhorn(C, a, a, reg, symmetric=True)``:
+
+    .. math::
+        \mathrm{OT}_\varepsilon(a, a) = \max_f\; 2 \langle a, f \rangle
+            - \varepsilon \langle a a^\top, e^{(f \oplus f - C)/\varepsilon} - 1 \rangle,
+        \qquad f \leftarrow \tfrac12 \big(f + T(f)\big),\;
+        T(f)_i = -\varepsilon \log \sum_j a_j e^{(f_j - C_{ij}) / \varepsilon}
+
+    annealed from the largest spread of a cost row down to `reg`. The (n, n) cost is never
+    held: each pass asks `cost_block` for the tiles on and above the diagonal, each used for
+    its rows and, transposed, for its columns, so memory stays at two (block_size,
+    block_size) buffers. Every pass forms the tiles again, which costs time; use it where the
+    whole matrix would not fit, such as a large source set's term of a debiased distance,
+    computed once.
+
+    Args:
+        cost_block: ``cost_block(rows, cols, out)`` fills `out`, of shape (len(rows),
+            len(cols)), with that tile of the symmetric cost matrix and returns it; `rows` and
+            `cols` are slices.
+        a: (n,) non-negative weights summing to 1; zero weights mark padding, which takes
+            no part in the problem (its potential is zero).
+        reg: entropic regularisation :math:`\varepsilon`, in the units of the cost.
+        max_iter, tol, scaling: as in `sinkhorn`.
+        block_size: side of the square tiles.
+
+    Returns:
+        A `SelfTransport`.
+
+    Reference:
+        J. Feydy et al. Interpolating between optimal transport and MMD using Sinkhorn
+        divergences. AISTATS 2019 (the averaged symmetric iteration).
+
+    Example:
+        >>> x = torch.randn(1000, 3)
+        >>> tile = lambda rows, cols, out: out.copy_(torch.cdist(x[rows], x[cols]).square_())
+        >>> symmetric_sinkhorn_by_blocks(tile, torch.full((1000,), 1e-3), 0.1).value
+    """
+    if a.dim() != 1 or len(a) == 0:
+        raise ValueError(f"a must be a non-empty (n,) weight vector, got shape {tuple(a.shape)}")
+    _check_problem(a.new_zeros(1, len(a)), None, a, reg, max_iter, tol, scaling)
+    if block_size < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    tiles = _Tiles(cost_block, a, block_size)
+    active = a > 0  # (n,) padding rows are computed but kept out of every sum
+
+    def averaged(f: Tensor, update: Tensor) -> Tensor:
+        return torch.where(active, 0.5 * (f + update), 0.0)
+
+    f = torch.zeros_like(a)
+    for eps in annealing_levels(tiles.spread(), reg, scaling)[:-1]:
+        f = averaged(f, tiles.softmin(f, eps))
+    n_iter, error = 0, math.inf
+    while n_iter < max_iter and not error < tol:
+        update = tiles.softmin(f, reg)  # T(f)
+        row_mass = torch.where(active, a * ((f - update) / reg).exp(), 0.0)  # rows of (f, f)
+        error = float((row_mass - a).abs().sum())
+        f = averaged(f, update)
+        n_iter += 1
+    # The value of the pair (T(f), f), whose row marginal is exact, as `sinkhorn` reports it.
+    rows = torch.where(active, tiles.softmin(f, reg), 0.0)
+    return SelfTransport(a @ rows + a @ f, f, n_iter, error, error < tol)
+
+
+# Stands for log(0) in the logits of padding columns: finite, so that a tile made only of
+# padding gives a finite maximum, yet far below any real logit.
+_LOG_ZERO = -1e30
+
+
+class _Tiles:
+    """Passes of `symmetric_sinkhorn_by_blocks` over the tiles i <= j of a symmetric cost."""
+
+    def __init__(self, cost_block, a: Tensor, size: int) -> None:
+        n = len(a)
+        self.cost_block, self.a = cost_block, a
+        self.slices = [slice(start, min(start + size, n)) for start in range(0, n, size)]
+        side = min(size, n)
+        self.buffers = (a.new_empty(side * side), a.new_empty(side * side))  # cost, logits
+
+    def _tiles(self):
+        """(rows, cols, cost tile) for every tile on or above the diagonal."""
+        for i, rows in enumerate(self.slices):
+            for cols in self.slices[i:]:
+                shape = (rows.stop - rows.start, cols.stop - cols.start)
+                out = self.buffers[0][: shape[0] * shape[1]].view(shape)
+                yield rows, cols, self.cost_block(rows, cols, out)
+
+    def _work(self, shape) -> Tensor:
+        return self.buffers[1][: shape[0] * shape[1]].view(shape)
+
+    def spread(self) -> float:
+        """Largest max - min of a cost row, where the annealing starts."""
+        high = torch.full_like(self.a, -math.inf)
+        low = torch.full_like(self.a, math.inf)
+        for rows, cols, cost in self._tiles():
+            for dim, index in ((1, rows), (0, cols)):
+                high[index] = torch.maximum(high[index], cost.amax(dim))
+                low[index] = torch.minimum(low[index], cost.amin(dim))
+        return float((high - low).max())
+
+    def softmin(self, f: Tensor, eps: float) -> Tensor:
+        """(n,) T(f)_i = -eps log sum_j a_j exp((f_j - C_ij) / eps), tile by tile."""
+        h = torch.where(self.a > 0, f / eps + self.a.log(), _LOG_ZERO)  # (n,)
+        top = torch.full_like(f, -math.inf)  # running maximum of each row's logits
+        total = torch.zeros_like(f)  # running sum of exp(logit - top)
+        for rows, cols, cost in self._tiles():
+            logits = torch.add(h[cols], cost, alpha=-1.0 / eps, out=self._work(cost.shape))
+            _fold(logits, 1, rows, top, total)  # (r, c): the tile's rows
+            if rows != cols:
+                logits = torch.add(h[rows, None], cost, alpha=-1.0 / eps, out=logits)
+                _fold(logits, 0, cols, top, total)  # the transposed tile's rows
+        return -eps * (top + total.log())
+
+
+def _fold(logits: Tensor, dim: int, index: slice, top: Tensor, total: Tensor) -> None:
+    """Fold the log-sum-exp of `logits` along `dim` into the running `top`, `total` of `index`.
+
+    `logits` is overwritten. Exponents are clamped at EXP_FLOOR below each maximum.
+    """
+    block_top = logits.amax(dim)  # (k,)
+    new_top = torch.maximum(top[index], block_top)
+    block_sum = logits.sub_(block_top.unsqueeze(dim)).clamp_(min=EXP_FLOOR).exp_().sum(dim)
+    total[index] = (
+        total[index] * (top[index] - new_top).exp() + block_sum * (block_top - new_top).exp()
+    )
+    top[index] = new_top
+
+
 def epsilon_schedule(cost: Tensor, reg: float, scaling: float, warm: bool) -> list[float]:
     """Regularisations from the largest spread of a cost row down to `reg`, ending at `reg`.
 
@@ -219,7 +378,12 @@ def epsilon_schedule(cost: Tensor, reg: float, scaling: float, warm: bool) -> li
     """
     if warm:
         return [reg]
-    eps = float((cost.amax(-1) - cost.amin(-1)).max())
+    return annealing_levels(float((cost.amax(-1) - cost.amin(-1)).max()), reg, scaling)
+
+
+def annealing_levels(spread: float, reg: float, scaling: float) -> list[float]:
+    """`spread`, `spread * scaling`, ... while above `reg`, then `reg`."""
+    eps = spread
     levels = []
     while eps > reg:
         levels.append(eps)
