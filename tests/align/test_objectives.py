@@ -104,3 +104,15 @@ def test_bad_source_input_is_rejected_when_the_objective_is_built():
         build_objective(ObjectiveConfig(), xs, ys[:3])
     with pytest.raises(ValueError, match="source_x contains NaN"):
         build_objective(ObjectiveConfig(), xs * float("nan"), ys)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stored_source_terms_rebuild_the_same_objective(name):
+    xs, ys = clusters([8, 6, 7], seed=0)
+    xt, yt = clusters([5, 9], seed=1)
+    config = ObjectiveConfig(name=name)
+    fresh = build_objective(config, xs, ys)
+    terms = fresh.source_terms()
+    assert all(value.numel() <= len(set(ys.tolist())) ** 2 for value in terms.values())
+    rebuilt = OBJECTIVES.get(name)(config, xs, ys, terms)
+    assert torch.equal(rebuilt(xt, yt), fresh(xt, yt))

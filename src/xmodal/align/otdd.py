@@ -439,6 +439,14 @@ class SourceCache:
     norms: Tensor | None = None
     warm: dict = dataclasses.field(default_factory=dict)
 
+    # The fields that are results of solving problems, as opposed to the source itself.
+    TERMS = ("self_values", "label_costs", "self_value")
+
+    def terms(self) -> dict[str, Tensor]:
+        """The solved source terms by name (those that are not None), for storing."""
+        found = {name: getattr(self, name) for name in self.TERMS}
+        return {name: value.detach() for name, value in found.items() if value is not None}
+
 
 class OTDD:
     r"""Optimal transport dataset distance from target sets to one fixed, labeled source set.
@@ -464,8 +472,9 @@ class OTDD:
     buffers fit in `chunk_bytes` (by default the size of the source features, which keeps a
     step within twice the source features plus the target batch when one group's buffers fit),
     and keeps only it for the backward pass; `whole` leaves it to autograd, which keeps its
-    cost matrices and transport plans until then. A `cache` computed earlier for the same
-    source and settings (e.g. read from disk) replaces the source-only work.
+    cost matrices and transport plans until then. `source_terms`, the `SourceCache.terms()`
+    of an earlier distance with the same source and settings (e.g. read from disk), replace
+    the source-only work.
 
     Reference:
         D. Alvarez-Melis and N. Fusi. Geometric dataset distances via optimal transport.
@@ -490,14 +499,14 @@ class OTDD:
         detach_label_cost: bool = False,
         warm_start: bool = True,
         chunk_bytes: int | None = None,
-        cache: SourceCache | None = None,
+        source_terms: dict[str, Tensor] | None = None,
     ) -> None:
         self.options, self.debias, self.chunk_bytes = options, debias, chunk_bytes
         self.feature_scale, self.label_weight = feature_scale, label_weight
         self.detach_label_cost, self.warm_start = detach_label_cost, warm_start
         self.label_distance = LABEL_DISTANCES.get(inner)(self.solve, debias)
         self.warned = False
-        self.cache = cache if cache is not None else self.build_cache(source_x.detach(), source_y)
+        self.cache = self.build_cache(source_x.detach(), source_y, source_terms)
 
     def per_group(self, groups: ClassGroups, keys: Sequence[Hashable]) -> Tensor:
         """(G,) distance from each target group, all points given its class, to the source.
@@ -614,8 +623,13 @@ class OTDD:
         self_target = self.dataset_self_ot(pair)[0].value[0]
         return cross - 0.5 * (self_target + self.cache.self_value)
 
-    def build_cache(self, x: Tensor, y: Tensor) -> SourceCache:
-        """Group the source by class and solve its label distances and self term, once."""
+    def build_cache(
+        self, x: Tensor, y: Tensor, terms: dict[str, Tensor] | None = None
+    ) -> SourceCache:
+        """Group the source by class and solve its label distances and self term, once.
+
+        With `terms` (see `SourceCache.terms`), the solved terms are adopted as they are.
+        """
         labels, classes = torch.unique(y, return_inverse=True)
         order = torch.arange(len(y), device=y.device)
         index = class_index(classes, len(labels), order, None)  # (K_s, m)
@@ -623,6 +637,10 @@ class OTDD:
         norms = groups.x.pow(2).sum(-1).flatten()  # (K_s m,)
         if not self.debias:  # nothing else about the source enters the distance
             return SourceCache(groups, labels, None, None, None, norms)
+        if terms is not None:
+            _check_terms(terms, len(labels))
+            found = [terms[name].to(x) for name in SourceCache.TERMS]
+            return SourceCache(groups, labels, *found, norms)
         # No (n_s, n_s) matrix is formed: every problem is solved in chunks or blocks whose
         # buffers fit in the work budget, so memory stays near the source features' size.
         budget = self._work_budget(groups)
@@ -774,6 +792,20 @@ class OTDD:
         if self.warm_start and potentials is not None:
             for key, potential in zip(keys, potentials):
                 self.cache.warm[(kind, key)] = potential.detach()
+
+
+class SourceTermsError(ValueError):
+    """Stored source terms that do not fit the source they were given with."""
+
+
+def _check_terms(terms: dict[str, Tensor], n_classes: int) -> None:
+    """Raise SourceTermsError unless `terms` are a debiased source's terms for `n_classes`."""
+    shapes = {"self_values": (n_classes,), "label_costs": (n_classes, n_classes), "self_value": ()}
+    found = {name: tuple(terms[name].shape) for name in shapes if name in terms}
+    if found != shapes:
+        raise SourceTermsError(
+            f"stored source terms do not fit this source: expected shapes {shapes}, got {found}"
+        )
 
 
 def _gradients(output: Tensor, inputs: tuple[Tensor | None, ...]) -> list[Tensor | None]:

@@ -31,6 +31,10 @@ from xmodal.model.network import CrossModalModel
 
 logger = logging.getLogger(__name__)
 
+# Stored source-only work of the default objectives on the packaged bodies' shipped source
+# features (scripts/make_proxy_features.py writes it), so the default path never redoes it.
+SHIPPED_WORK = Path(__file__).resolve().parents[1] / "resources" / "align"
+
 
 @dataclasses.dataclass
 class AlignConfig(Config):
@@ -52,8 +56,8 @@ class AlignConfig(Config):
     pseudo_labels: int = 10
     """k of the k-means pseudo-labels for targets that are not class ids."""
     cache_source_work: bool = True
-    """Keep the source-only work of the objective on disk ($XMODAL_CACHE/align) so that later
-    runs with the same body, proxy and settings skip it."""
+    """Keep the results of the objective's source-only work on disk ($XMODAL_CACHE/align) so
+    that later runs with the same body, proxy and settings skip it."""
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     """The distance minimised (OTDD variants, MMD or mean pairwise L2) and its settings."""
 
@@ -94,7 +98,9 @@ def align_embedder(
     labels = target_labels(data.splits.y_train, data.task_type, config.pseudo_labels, seed)
     source_x, source_y = source_features(model.body, config.proxy, config.source_points)
     cache = cache_dir() / "align" if config.cache_source_work else None
-    objective = build_objective(config.objective, source_x.float(), source_y.long(), cache)
+    objective = build_objective(
+        config.objective, source_x.float(), source_y.long(), cache, read_only_dirs=[SHIPPED_WORK]
+    )
     n_source = len(source_x)
     del source_x, source_y  # the objective keeps what it needs; this halves resident memory
 
