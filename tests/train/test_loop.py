@@ -5,7 +5,7 @@ import torch
 from xmodal.bodies import load_body
 from xmodal.data.arrays import carve_validation, prepare
 from xmodal.model.network import ModelConfig, build_model
-from xmodal.train.loop import TrainConfig, fine_tune
+from xmodal.train.loop import TrainConfig, fine_tune, improves
 from xmodal.train.methods import METHODS, apply_trainable
 from xmodal.train.metrics import DEFAULT_METRIC, get_metric
 
@@ -57,9 +57,19 @@ def test_every_method_runs_and_trains_only_its_parameters(method, splits_of):
 
 def test_best_validation_weights_are_kept(splits_of):
     _, result = _train(splits_of("classification"), epochs=4)
-    vals = [row["val_error"] for row in result.history]
-    assert result.val_best == min(vals)
-    assert result.best_epoch == vals.index(min(vals)) + 1
+    ranked = [(row["val_error"], row["val_loss"], row["epoch"]) for row in result.history]
+    assert result.val_best == min(ranked)[0]
+    assert result.best_epoch == min(ranked)[2]
+
+
+def test_metric_ties_go_to_the_lower_validation_loss():
+    error, auroc = get_metric("error", "classification"), get_metric("auroc", "multilabel")
+    assert improves(error, {"error": 0.1, "loss": 0.9}, best_value=0.2, best_loss=0.1)
+    assert improves(error, {"error": 0.1, "loss": 0.2}, best_value=0.1, best_loss=0.5)
+    assert not improves(error, {"error": 0.1, "loss": 0.5}, best_value=0.1, best_loss=0.2)
+    assert not improves(error, {"error": 0.3, "loss": 0.0}, best_value=0.1, best_loss=0.5)
+    assert improves(auroc, {"auroc": 0.9, "loss": 0.9}, best_value=0.8, best_loss=0.1)
+    assert not improves(auroc, {"auroc": 0.7, "loss": 0.0}, best_value=0.8, best_loss=0.1)
 
 
 def test_gradient_accumulation_matches_a_full_batch(splits_of):
