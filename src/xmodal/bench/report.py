@@ -289,22 +289,36 @@ def otdd_points(records: list[dict]) -> list[dict]:
 
 
 def plot_otdd(points: list[dict], path: Path) -> None:
-    """Scatter of the final alignment OTDD against the test loss, one marker per task."""
-    fig = Figure(figsize=(6, 4))
+    """Final alignment OTDD against test loss, one panel per task and a colour per method.
+
+    The objective's scale depends on the task and the body, so points compare only within a
+    panel (as in the ORCA paper's per-task plots), and each panel has its own axes.
+    """
+    tasks = list(dict.fromkeys(p["task"] for p in points))
+    methods = list(dict.fromkeys(p["method"] for p in points))
+    cols = min(4, len(tasks))
+    rows = -(-len(tasks) // cols)  # ceiling division
+    fig = Figure(figsize=(3.2 * cols, 2.5 * rows + 0.8))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    markers = "osD^v<>pPX*h"
-    for i, task in enumerate(dict.fromkeys(p["task"] for p in points)):
+    axes = fig.subplots(rows, cols, squeeze=False)  # (rows, cols) array of panels
+    for ax, task in zip(axes.flat, tasks):
         mine = [p for p in points if p["task"] == task]
-        x = [p["otdd_after"] for p in mine]
-        y = [as_loss(p["test"], p["direction"]) for p in mine]
-        ax.scatter(x, y, marker=markers[i % len(markers)], label=f"{task} ({mine[0]['metric']})")
-    ax.set_xlabel("alignment objective after alignment (OTDD unless set otherwise)")
-    ax.set_ylabel("test loss (metric, or 1 - metric)")
-    ax.set_title("Final OTDD against test loss")
-    ax.legend(fontsize="small")
+        for i, method in enumerate(methods):
+            dots = [p for p in mine if p["method"] == method]
+            x = [p["otdd_after"] for p in dots]
+            y = [as_loss(p["test"], p["direction"]) for p in dots]
+            ax.scatter(x, y, s=20, color=f"C{i}", label=method)
+        ax.set_title(f"{task} ({mine[0]['metric']})", fontsize="small")
+        ax.tick_params(labelsize="x-small")
+    for ax in axes.flat[len(tasks) :]:
+        ax.set_visible(False)
+    fig.supxlabel("alignment objective after alignment (OTDD unless set otherwise)")
+    fig.supylabel("test loss (metric, or 1 - metric)")
+    fig.suptitle("Final OTDD against test loss, per task")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
 
 
 # ---------------------------------------------------------------------------------------------
