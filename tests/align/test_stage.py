@@ -113,6 +113,22 @@ def test_read_only_source_work_is_used_and_never_written(tmp_path, monkeypatch):
     assert calls == [1] and len(list(cache.iterdir())) == 1  # other points: computed and kept
 
 
+@pytest.mark.parametrize("reuse", [True, False])
+def test_stage_reuses_stored_source_work_only_when_asked(reuse, splits_of, tmp_path, monkeypatch):
+    from xmodal.align import stage
+    from xmodal.align.otdd import OTDD
+
+    monkeypatch.setenv("XMODAL_CACHE", str(tmp_path))
+    # The work the first run stores is also where the package's shipped work would lie.
+    monkeypatch.setattr(stage, "SHIPPED_WORK", tmp_path / "align")
+    _aligned(splits_of("classification"))  # solves the source work and stores it
+    calls = []
+    original = OTDD._source_self_ot
+    monkeypatch.setattr(OTDD, "_source_self_ot", lambda *a: calls.append(1) or original(*a))
+    _aligned(splits_of("classification"), cache_source_work=reuse)
+    assert calls == ([] if reuse else [1])
+
+
 def test_stale_or_broken_source_work_is_computed_again(tmp_path, caplog):
     from safetensors.torch import save_file
 

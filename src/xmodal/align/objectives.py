@@ -221,7 +221,7 @@ def source_work_name(config: ObjectiveConfig, source_x: Tensor, source_y: Tensor
     digest = hashlib.sha1(json.dumps({"name": config.name, **settings}, sort_keys=True).encode())
     for tensor in (source_x, source_y):
         digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().numpy())  # its buffer, not a copy
     return f"{config.name}-{digest.hexdigest()[:16]}.safetensors"
 
 

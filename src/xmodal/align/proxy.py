@@ -186,7 +186,7 @@ def _cache_key(body: Body, name: str) -> str:
     """
     weights = hashlib.sha1()
     for tensor in body.input_embeddings.state_dict().values():
-        weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        weights.update(tensor.detach().cpu().contiguous().numpy())  # its buffer, not a copy
     body_part = f"{_safe(body.info.name)}-{weights.hexdigest()[:10]}"
     if name in PROXIES:
         return f"{body_part}-{name}"

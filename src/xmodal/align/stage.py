@@ -56,8 +56,9 @@ class AlignConfig(Config):
     pseudo_labels: int = 10
     """k of the k-means pseudo-labels for targets that are not class ids."""
     cache_source_work: bool = True
-    """Keep the results of the objective's source-only work on disk ($XMODAL_CACHE/align) so
-    that later runs with the same body, proxy and settings skip it."""
+    """Reuse stored results of the objective's source-only work (shipped with the package for
+    the packaged bodies' defaults, or kept on disk in $XMODAL_CACHE/align by an earlier run
+    with the same body, proxy and settings) and store new ones; False solves it every run."""
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     """The distance minimised (OTDD variants, MMD or mean pairwise L2) and its settings."""
 
@@ -97,10 +98,12 @@ def align_embedder(
     embedder.standardize.fit(x)
     labels = target_labels(data.splits.y_train, data.task_type, config.pseudo_labels, seed)
     source_x, source_y = source_features(model.body, config.proxy, config.source_points)
-    cache = cache_dir() / "align" if config.cache_source_work else None
+    reuse = config.cache_source_work
     objective = build_objective(
-        config.objective, source_x.float(), source_y.long(), cache, read_only_dirs=[SHIPPED_WORK]
-    )
+        config.objective, source_x.float(), source_y.long(),
+        cache_dir=cache_dir() / "align" if reuse else None,
+        read_only_dirs=[SHIPPED_WORK] if reuse else [],
+    )  # fmt: skip
     n_source = len(source_x)
     del source_x, source_y  # the objective keeps what it needs; this halves resident memory
 
