@@ -7,6 +7,7 @@ from xmodal.api import RunConfig, evaluate_run, fit, load_run, predict_run
 from xmodal.data.arrays import DataError
 from xmodal.model.network import ModelConfig
 from xmodal.train.loop import TrainConfig
+from xmodal.train.metrics import get_metric
 
 
 def _config(**train):
@@ -35,6 +36,36 @@ def test_fit_saves_a_run_that_reloads_with_the_same_numbers(task, splits_of, tmp
     outputs = predict_run(loaded, splits)
     assert outputs.shape[0] == len(splits.x_test)
     assert "epoch 2/2" in (run / "log.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    "task", ["classification", "multilabel", "regression", "dense-classification",
+             "dense-regression", "dense-regression-2d", "dense-multilabel"],
+)  # fmt: skip
+def test_predict_reproduces_evaluate_for_every_task_type(task, splits_of, tmp_path):
+    splits = splits_of(task)
+    config = _config().replace(task="dense-multilabel" if task == "dense-multilabel" else None)
+    fit(config, out=tmp_path / "run", splits=splits)
+    run = load_run(tmp_path / "run")
+    metric = get_metric(run.task["metric"], run.task["task_type"])
+    outputs = predict_run(run, splits)
+    assert outputs.shape[0] == len(splits.x_test)
+    value = evaluate_run(run, splits)["value"]
+    assert np.isfinite(value)
+    assert metric(outputs, splits.y_test) == pytest.approx(value, rel=1e-6)
+
+
+def test_metrics_cover_the_whole_test_set_whatever_the_batch_size(splits_of, tmp_path):
+    splits = splits_of("dense-regression")  # relative L2: a ratio, so batch means differ
+    fit(_config(), out=tmp_path / "run", splits=splits)
+    run = load_run(tmp_path / "run")
+    whole = evaluate_run(run, splits)["value"]
+    run.config.train.eval_batch_size = 5  # 12 test examples: batches of 5, 5 and 2
+    assert evaluate_run(run, splits)["value"] == pytest.approx(whole, rel=1e-5)
+    metric = get_metric("rel-l2", "dense-regression")
+    outputs, y = predict_run(run, splits), splits.y_test
+    batch_mean = np.mean([metric(outputs[i : i + 5], y[i : i + 5]) for i in range(0, 12, 5)])
+    assert abs(batch_mean - whole) > 1e-3 * whole  # the check above can tell the two apart
 
 
 def test_lora_run_reloads(splits_of, tmp_path):

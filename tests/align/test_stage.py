@@ -75,6 +75,26 @@ def test_orca_run_records_alignment(splits_of, tmp_path):
     assert len(steps) == 5
 
 
+@pytest.mark.parametrize("method", ["orca-layernorm", "orca-lora"])
+def test_orca_variants_align_then_train_their_own_parameters(method, splits_of):
+    before = {n: p.detach().clone() for n, p in load_body("tiny-text").named_parameters()}
+    config = RunConfig(
+        model=ModelConfig(body="tiny-text", max_tokens=8),
+        align=AlignConfig(steps=5),
+        train=TrainConfig(method=method, epochs=2, batch_size=12, lr=3e-3),
+    )
+    result = fit(config, splits=splits_of("classification"))
+    assert result.metrics["otdd_after"] < result.metrics["otdd_before"]
+    assert np.isfinite(result.metrics["test"])
+    body = dict(result.model.body.named_parameters())
+    changed = {n for n in before if n in body and not torch.equal(body[n], before[n])}
+    if method == "orca-layernorm":
+        assert changed and all("layernorm" in n.lower() for n in changed)
+    else:  # base weights frozen; only the adapters train
+        assert changed == set()
+        assert any("lora_" in n and p.requires_grad for n, p in result.model.named_parameters())
+
+
 def test_source_only_work_is_read_back_from_disk(tmp_path, splits_of):
     from xmodal.align.objectives import ObjectiveConfig, build_objective
 

@@ -6,6 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from xmodal.bench.classic import (
     MISSING_CLASS_SCORE,
     ClassicConfig,
+    _cap_rows,
     _class_scores,
     baseline_for,
     fit_classic,
@@ -123,6 +124,11 @@ def test_dense_baselines_give_per_position_outputs(task, baseline, shape, beats)
 
 
 def test_training_rows_are_capped():
+    x, y = np.arange(200).reshape(100, 2), np.arange(100)
+    kept_x, kept_y = _cap_rows(x, y, ClassicConfig(max_rows=30), seed=0)
+    assert kept_x.shape == (30, 2) and len(set(kept_y.tolist())) == 30  # no row twice
+    assert np.array_equal(kept_x[:, 0], 2 * kept_y)  # rows stay with their targets
+    assert _cap_rows(x, y, ClassicConfig(max_rows=100), seed=0)[0] is x  # under the cap
     data, capped = _fit(easy_dense("dense-classification"), "dense-classification", max_rows=50)
     assert capped.test_outputs.shape == (10, 2, 32)
     assert np.isfinite(capped.test)

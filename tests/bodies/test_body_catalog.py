@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 
 import pytest
 import torch
@@ -47,14 +46,10 @@ def test_packaged_names_are_registered():
 @pytest.mark.parametrize(
     ("name", "modality", "max_tokens"), [("tiny-text", "text", 128), ("tiny-vision", "vision", 64)]
 )
-def test_tiny_bodies_load_fast_and_keep_shapes(name, modality, max_tokens):
-    start = time.perf_counter()
+def test_tiny_bodies_keep_shapes(name, modality, max_tokens):
     body = load_body(name)
-    elapsed = time.perf_counter() - start
-
     out = body(torch.randn(3, 7, 32))  # (B, T, D)
     assert isinstance(body, Body)
-    assert elapsed < 0.5
     assert out.shape == (3, 7, 32)
     assert (body.info.modality, body.info.width, body.info.max_tokens) == (modality, 32, max_tokens)
     assert body.info.pretrained is False  # random whatever the flag says

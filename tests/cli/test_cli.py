@@ -54,6 +54,11 @@ def _bad_npz(tmp_path, **changes):
     [
         (dict(x_train=np.zeros((8,))), "expected (N, L)"),
         (dict(x_train=np.full((8, 1, 10), np.nan)), "NaN or infinite"),
+        (dict(x_test=np.full((4, 1, 10), -np.inf)), "NaN or infinite"),
+        (
+            dict(y_train=np.arange(80).reshape(8, 10) % 2, y_test=np.arange(40).reshape(4, 10) % 2),
+            "state it with --task",
+        ),  # 0/1 per position: dense classes or ten labels?
         (dict(y_test=np.array([0, 1, 9, 0])), "out of range"),
         (dict(y_train=np.arange(7) % 2), "8 examples but y_train has 7"),
         (dict(x_test=np.zeros((0, 1, 10)), y_test=np.zeros(0, int)), "x_test is empty"),
@@ -78,9 +83,22 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ch
         (["evaluate", "/nonexistent/run", "gunpoint"], "not a run folder"),
     ],
 )
-def test_unknown_names_exit_2(capsys, argv, message):
+def test_unknown_names_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
+    run = tmp_path / "run"
+    if argv[0] == "fit":
+        argv = [*argv, "--out", str(run)]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_an_unknown_task_type_exits_2_and_names_the_choices(npz, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", str(npz), "--task", "segmentation", "--out", str(run), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("xmodal: error: ") and "'segmentation'" in err[-1]
+    assert "dense-classification" in err[-1]
+    assert not run.exists()
 
 
 def test_listings(capsys):

@@ -5,7 +5,7 @@ import torch
 from xmodal.bodies import load_body
 from xmodal.data.arrays import carve_validation, prepare
 from xmodal.model.network import ModelConfig, build_model
-from xmodal.train.loop import TrainConfig, fine_tune, improves
+from xmodal.train.loop import TrainConfig, evaluate, fine_tune, improves
 from xmodal.train.methods import METHODS, apply_trainable
 from xmodal.train.metrics import DEFAULT_METRIC, get_metric
 
@@ -56,10 +56,15 @@ def test_every_method_runs_and_trains_only_its_parameters(method, splits_of):
 
 
 def test_best_validation_weights_are_kept(splits_of):
-    _, result = _train(splits_of("classification"), epochs=4)
-    ranked = [(row["val_error"], row["val_loss"], row["epoch"]) for row in result.history]
+    model, result = _train(splits_of("regression"), epochs=4)
+    ranked = [(row["val_mae"], row["val_loss"], row["epoch"]) for row in result.history]
     assert result.val_best == min(ranked)[0]
     assert result.best_epoch == min(ranked)[2]
+    assert result.best_epoch < 4  # else the last weights are the best ones and prove nothing
+    data = carve_validation(prepare(splits_of("regression")))  # the split _train used
+    metric = get_metric("mae", "regression")
+    again = evaluate(model, data.splits.x_val, data.splits.y_val, "regression", metric)
+    assert again["mae"] == pytest.approx(result.val_best, rel=1e-5)  # the best weights are back
 
 
 def test_metric_ties_go_to_the_lower_validation_loss():

@@ -26,6 +26,15 @@ def test_nll_matches_log_softmax_and_binary_nll():
     assert METRICS.get("nll")(scores, np.array([[1, 0]])) == pytest.approx(2 * np.log(2))
 
 
+def test_auroc_and_map_of_an_imperfect_ranking():
+    scores = np.array([[0.9], [0.8], [0.3], [0.1]])
+    truth = np.array([[1], [0], [1], [0]])
+    # AUROC: 3 of the 4 (positive, negative) pairs are ordered right.
+    assert METRICS.get("auroc")(scores, truth) == pytest.approx(0.75)
+    # Average precision: hits at ranks 1 and 3, precisions 1 and 2/3.
+    assert METRICS.get("map")(scores, truth) == pytest.approx((1 + 2 / 3) / 2)
+
+
 def test_auroc_and_map_average_over_labels_with_both_classes():
     scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.5], [0.7, 0.3, 0.5]])
     truth = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 1]])  # last label has no negatives
