@@ -8,14 +8,21 @@ import json
 
 def build_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "distance", help="OTDD between two labeled datasets (built-in tasks or .npz files)"
+        "distance",
+        help="OTDD between two labeled datasets (built-in tasks or .npz files)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("source", help="first dataset: built-in task name or .npz")
     parser.add_argument("target", help="second dataset: built-in task name or .npz")
     parser.add_argument("--body", help="embed both with this body (else flattened raw inputs)")
     parser.add_argument("--max-points", type=int, default=2000, help="points per dataset")
     parser.add_argument("--reg", type=float, default=0.1, help="entropic regularisation")
-    parser.add_argument("--inner", default="exact", help='label distances: "exact" or "gaussian"')
+    parser.add_argument(
+        "--inner",
+        default="exact",
+        choices=["exact", "gaussian"],
+        help="label distances: entropic OT, or the Gaussian approximation",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="size of built-in tasks")
     parser.add_argument("--seed", type=int, default=0, help="subsampling and k-means seed")
     parser.set_defaults(run=run, quiet=True, verbose=False)
