@@ -75,6 +75,11 @@ def test_metric_ties_go_to_the_lower_validation_loss():
     assert not improves(error, {"error": 0.3, "loss": 0.0}, best_value=0.1, best_loss=0.5)
     assert improves(auroc, {"auroc": 0.9, "loss": 0.9}, best_value=0.8, best_loss=0.1)
     assert not improves(auroc, {"auroc": 0.7, "loss": 0.0}, best_value=0.8, best_loss=0.1)
+    nan = float("nan")  # a metric the validation split leaves undefined
+    assert improves(auroc, {"auroc": 0.1, "loss": 0.9}, best_value=nan, best_loss=0.1)
+    assert not improves(auroc, {"auroc": nan, "loss": 0.0}, best_value=0.1, best_loss=0.9)
+    assert improves(auroc, {"auroc": nan, "loss": 0.1}, best_value=nan, best_loss=0.9)
+    assert not improves(auroc, {"auroc": nan, "loss": 0.9}, best_value=nan, best_loss=0.1)
 
 
 def test_gradient_accumulation_matches_a_full_batch(splits_of):

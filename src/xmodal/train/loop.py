@@ -132,7 +132,7 @@ def fine_tune(
         config, generator=generator, progress=progress,
     )  # fmt: skip
 
-    best, history = None, []
+    best, history = None, []  # best: (epoch, val metric, val loss, weights) of the best epoch
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         train_loss = step(desc=f"epoch {epoch}/{config.epochs}")
@@ -162,8 +162,14 @@ def fine_tune(
 def improves(metric: Metric, val: dict, best_value: float, best_loss: float) -> bool:
     """True when validation results `val` beat the best so far: a better metric, or the same
     metric at a lower loss. Coarse metrics tie often on small validation splits (0-1 error on
-    ten examples moves in steps of 0.1), and the loss tells the tied epochs apart."""
+    ten examples moves in steps of 0.1), and the loss tells the tied epochs apart. A metric
+    the split leaves undefined (NaN) ranks below any defined value."""
     value = val[metric.name]
+    undefined, best_undefined = math.isnan(value), math.isnan(best_value)
+    if undefined != best_undefined:
+        return best_undefined
+    if undefined:  # neither is defined: the loss alone tells them apart
+        return val["loss"] < best_loss
     return metric.better(value, best_value) or (value == best_value and val["loss"] < best_loss)
 
 
