@@ -298,7 +298,7 @@ def plot_otdd(points: list[dict], path: Path) -> None:
     methods = list(dict.fromkeys(p["method"] for p in points))
     cols = min(4, len(tasks))
     rows = -(-len(tasks) // cols)  # ceiling division
-    fig = Figure(figsize=(3.2 * cols, 2.5 * rows + 0.8))
+    fig = Figure(figsize=(3.2 * cols + 1.5, 2.5 * rows + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)  # (rows, cols) array of panels
     for ax, task in zip(axes.flat, tasks):
@@ -315,9 +315,10 @@ def plot_otdd(points: list[dict], path: Path) -> None:
     fig.supxlabel("alignment objective after alignment (OTDD unless set otherwise)")
     fig.supylabel("test loss (metric, or 1 - metric)")
     fig.suptitle("Final OTDD against test loss, per task")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize="small")
-    fig.tight_layout()
+    legend = {}  # one entry per method, whichever panels it appears in
+    for ax in axes.flat[: len(tasks)]:
+        legend.update(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize="small")
     fig.savefig(path, dpi=100)
 
 
