@@ -298,7 +298,8 @@ def plot_otdd(points: list[dict], path: Path) -> None:
     methods = list(dict.fromkeys(p["method"] for p in points))
     cols = min(4, len(tasks))
     rows = -(-len(tasks) // cols)  # ceiling division
-    fig = Figure(figsize=(3.2 * cols + 1.5, 2.5 * rows + 0.8), layout="constrained")
+    size = (max(6.5, 3.2 * cols + 1.5), 2.5 * rows + 0.8)  # inches: room for the labels
+    fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)  # (rows, cols) array of panels
     for ax, task in zip(axes.flat, tasks):
