@@ -136,7 +136,7 @@ def test_protein_body_without_proxy_errors(tmp_path):
     )  # fmt: skip
     BertModel(config).save_pretrained(tmp_path)
     body = load_body(str(tmp_path), modality="protein")
-    with pytest.raises(ValueError, match="no default proxy.*proxy=PATH"):
+    with pytest.raises(ValueError, match="no default proxy.*--align-proxy PATH"):
         source_features(body)
 
 

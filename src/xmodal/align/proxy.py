@@ -137,8 +137,9 @@ def _default_proxy(body: Body) -> str:
     if name is None:
         raise ValueError(
             f"the {info.modality} body {info.name!r} has no default proxy dataset; pass "
-            "proxy=PATH to an .npz with `x` (sequences as strings or token ids) and `y` "
-            f"(integer labels), or a built-in proxy: {', '.join(PROXIES.names())}"
+            "--align-proxy PATH (proxy= in the API) to an .npz with `x` (sequences as "
+            "strings or token ids) and `y` (integer labels), or a built-in proxy: "
+            f"{', '.join(PROXIES.names())}"
         )
     return name
 
