@@ -1,7 +1,9 @@
 """Time and memory measurements shared by the benchmark scripts in this folder.
 
 `peak_memory` reports what the system sees (the rise of the resident set, allocator overhead
-included); `peak_tensor_memory` what the code allocates (the rise of memory held by tensors).
+included); `peak_tensor_memory` what the code allocates as tensors, and `peak_array_memory`
+as numpy arrays and other Python objects (a tensor made by `torch.from_numpy` is counted
+there, not as a tensor).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import resource
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from torch.profiler import ProfilerActivity, profile
@@ -80,3 +83,16 @@ def timed(run):
     start = time.perf_counter()
     result = run()
     return result, time.perf_counter() - start
+
+
+def peak_array_memory(run):
+    """Run `run()` under tracemalloc; return its result and the peak rise of memory held by
+    numpy arrays and Python objects, in MB (tensors that torch allocates are not seen)."""
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        result = run()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return result, (peak - start) / 2**20

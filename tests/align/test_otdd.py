@@ -270,3 +270,20 @@ def test_source_work_in_small_chunks_equals_the_dense_computation(inner):
         assert torch.allclose(cache.label_costs, dense_labels, rtol=1e-8, atol=1e-10)
         assert float(cache.self_value) == pytest.approx(float(dense.value[0]), rel=1e-8)
     assert torch.allclose(chunked.cache.self_values, whole.cache.self_values, rtol=1e-10)
+
+
+def test_groups_of_points_already_in_class_order_share_their_memory():
+    from xmodal.align.otdd import ClassGroups, class_index
+
+    x = torch.randn(12, 3)
+    labels = torch.arange(12) // 4  # three classes of four, in order
+    index = class_index(labels, 3, torch.arange(12), None)  # (3, 4)
+    groups = ClassGroups.gather(x, index, torch.arange(3))
+    assert groups.x.data_ptr() == x.data_ptr()  # a view, not a copy
+    assert torch.equal(groups.x, x[index])
+    shuffled = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+    moved = ClassGroups.gather(x, class_index(labels, 3, shuffled, None), torch.arange(3))
+    assert moved.x.data_ptr() != x.data_ptr()
+    padded = ClassGroups.gather(x, torch.tensor([[0, 1, 2], [3, -1, -1]]), torch.arange(2))
+    assert torch.equal(padded.x[1, 1:], torch.zeros(2, 3))  # padding rows are zero
+    assert torch.allclose(padded.weights[1], torch.tensor([1.0, 0.0, 0.0]))

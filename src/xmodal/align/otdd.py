@@ -78,10 +78,20 @@ class ClassGroups:
 
     @classmethod
     def gather(cls, x: Tensor, index: Tensor, classes: Tensor) -> ClassGroups:
-        """Groups of rows of `x` (N, d) listed in `index` (G, n), where -1 marks padding."""
-        mask = (index >= 0).to(x.dtype)
-        rows = x[index.clamp(min=0)] * mask.unsqueeze(-1)  # (G, n, d)
-        return cls(rows, mask / mask.sum(-1, keepdim=True), classes)
+        """Groups of rows of `x` (N, d) listed in `index` (G, n), where -1 marks padding.
+
+        When `x` is already laid out group by group with no padding (`index` is 0..N-1 in
+        order, as in the packaged bodies' source features), the groups are a view of `x`
+        rather than a copy, and share its memory.
+        """
+        mask = (index >= 0).to(x.dtype)  # (G, n)
+        weights = mask / mask.sum(-1, keepdim=True)
+        in_order = torch.arange(len(x), device=index.device)
+        if index.numel() == len(x) and torch.equal(index.flatten(), in_order):
+            return cls(x.reshape(*index.shape, x.shape[-1]), weights, classes)  # (G, n, d)
+        rows = x[index.clamp(min=0)]  # (G, n, d), a copy
+        rows.mul_(mask.unsqueeze(-1))  # padding rows become zero in place: no second copy
+        return cls(rows, weights, classes)
 
     @property
     def counts(self) -> Tensor:
