@@ -41,7 +41,8 @@ def peak_tensor_memory(run):
     """Run `run()` under torch's profiler; return its result and the peak rise of tensor memory, MB.
 
     The profiler's memory events carry the running total of bytes that tensors hold on the CPU:
-    this counts every allocation the code makes, however short-lived, and no allocator overhead.
+    this counts every tensor the code allocates, however short-lived, and no allocator overhead
+    (numpy arrays, even those a tensor shares, are `peak_array_memory`'s).
     """
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         result = run()

@@ -86,8 +86,9 @@ class ClassGroups:
         """
         mask = (index >= 0).to(x.dtype)  # (G, n)
         weights = mask / mask.sum(-1, keepdim=True)
-        in_order = torch.arange(len(x), device=index.device)
-        if index.numel() == len(x) and torch.equal(index.flatten(), in_order):
+        if index.numel() == len(x) and torch.equal(
+            index.flatten(), torch.arange(len(x), device=index.device)
+        ):
             return cls(x.reshape(*index.shape, x.shape[-1]), weights, classes)  # (G, n, d)
         rows = x[index.clamp(min=0)]  # (G, n, d), a copy
         rows.mul_(mask.unsqueeze(-1))  # padding rows become zero in place: no second copy
